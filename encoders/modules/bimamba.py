@@ -1,0 +1,168 @@
+"""Bidirectional Mamba mixer (OpenGVLab's "bimamba v2") with a choice of backward order."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..ops.causal_conv import causal_conv1d
+from ..ops.selective_scan import selective_scan
+
+BACKWARD_ORDERS = ("full", "temporal", "spatial")
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """How a video token sequence is laid out: ``num_prefix`` tokens (cls) first,
+    then ``num_frames`` frames of ``tokens_per_frame`` tokens each, frame-major."""
+
+    num_frames: int
+    tokens_per_frame: int
+    num_prefix: int = 1
+
+    @property
+    def length(self) -> int:
+        return self.num_prefix + self.num_frames * self.tokens_per_frame
+
+
+@functools.lru_cache(maxsize=64)
+def _backward_permutation(order: str, layout: TokenLayout, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(perm, inverse) index tensors: position j of the backward scan reads token perm[j].
+
+    "temporal": frames last-to-first, tokens inside a frame in their usual order.
+    "spatial": frames first-to-last, tokens inside each frame reversed.
+    Prefix (cls) tokens go to the END of the backward sequence, exactly where
+    a full reversal puts them, so the backward scan always finishes on cls.
+    """
+    t, n, p = layout.num_frames, layout.tokens_per_frame, layout.num_prefix
+    grid = torch.arange(p, layout.length).view(t, n)
+    if order == "temporal":
+        body = grid.flip(0)
+    elif order == "spatial":
+        body = grid.flip(1)
+    else:
+        raise ValueError(f"no permutation needed for backward order {order!r}")
+    prefix = torch.arange(p - 1, -1, -1)
+    perm = torch.cat([body.reshape(-1), prefix]).to(device)
+    return perm, torch.argsort(perm)
+
+
+class BiMambaMixer(nn.Module):
+    """Bidirectional selective-state-space mixer, (batch, length, d_model) -> same.
+
+    Shared ``in_proj`` (to x and z) and ``out_proj``; each direction has its own
+    causal depthwise conv, x/dt projections, A and D. The backward direction
+    runs the same computation on the reordered sequence (``backward_order``)
+    and its output is put back in place; the two directions are SUMMED (no
+    averaging), as in OpenGVLab's VideoMamba. Parameter names match theirs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_init_floor: float = 1e-4,
+        dt_scale: float = 1.0,
+        conv_bias: bool = True,
+        bias: bool = False,
+        backward_order: str = "full",
+        scan_backend: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        if backward_order not in BACKWARD_ORDERS:
+            raise ValueError(f"backward_order must be one of {BACKWARD_ORDERS}, got {backward_order!r}")
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.backward_order = backward_order
+        self.scan_backend = scan_backend
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        # Forward-direction parameters, then the "_b" (backward) twins.
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, bias=conv_bias)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.empty(self.d_inner, d_state))
+        self.D = nn.Parameter(torch.empty(self.d_inner))
+        self.conv1d_b = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, bias=conv_bias)
+        self.x_proj_b = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj_b = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.A_b_log = nn.Parameter(torch.empty(self.d_inner, d_state))
+        self.D_b = nn.Parameter(torch.empty(self.d_inner))
+        self._init_ssm(dt_min, dt_max, dt_init_floor, dt_scale)
+
+    @torch.no_grad()
+    def _init_ssm(self, dt_min: float, dt_max: float, dt_init_floor: float, dt_scale: float) -> None:
+        """Mamba's initialisation: S4D-real A (A_log = log 1..N), D = 1, dt_proj
+        weights uniform in +-dt_rank^-0.5 * dt_scale and its bias the inverse
+        softplus of dt ~ log-uniform[dt_min, dt_max]."""
+        for dt_proj, A_log, D in ((self.dt_proj, self.A_log, self.D), (self.dt_proj_b, self.A_b_log, self.D_b)):
+            std = self.dt_rank**-0.5 * dt_scale
+            nn.init.uniform_(dt_proj.weight, -std, std)
+            dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+            dt = dt.clamp(min=dt_init_floor)
+            dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+            dt_proj.bias._no_reinit = True
+            A_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
+            A_log._no_weight_decay = True
+            D.fill_(1.0)
+            D._no_weight_decay = True
+
+    def forward(self, hidden: Tensor, layout: Optional[TokenLayout] = None) -> Tensor:
+        """hidden: (batch, length, d_model). ``layout`` is needed only for the
+        "temporal" and "spatial" backward orders."""
+        xz = self.in_proj(hidden).transpose(1, 2)  # (b, 2*d_inner, l), a view
+        if self.backward_order == "full":
+            xz_b = xz.flip(-1)
+            inverse = None
+        else:
+            if layout is None or layout.length != hidden.shape[1]:
+                raise ValueError(
+                    f"backward_order={self.backward_order!r} needs the token layout "
+                    f"(got {layout} for length {hidden.shape[1]})"
+                )
+            perm, inverse = _backward_permutation(self.backward_order, layout, hidden.device)
+            xz_b = xz.index_select(-1, perm)
+        y = self._scan(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
+        y_b = self._scan(xz_b, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+        y = y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
+        return self.out_proj(y.transpose(1, 2))
+
+    def _scan(
+        self, xz: Tensor, conv: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor
+    ) -> Tensor:
+        """One direction: conv + SiLU, input-dependent (dt, B, C), gated scan.
+        xz: (b, 2*d_inner, l) -> (b, d_inner, l)."""
+        x, z = xz.chunk(2, dim=1)
+        x = causal_conv1d(x, conv.weight, conv.bias, silu=True)  # (b, d_inner, l), contiguous
+        x_dbl = x_proj(x.transpose(1, 2))  # (b, l, dt_rank + 2N)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # dt_proj's bias is applied inside the scan (before softplus), as mamba does.
+        delta = F.linear(dt, dt_proj.weight).transpose(1, 2)  # (b, d_inner, l)
+        A = -torch.exp(A_log.float())
+        return selective_scan(
+            x,
+            delta,
+            A,
+            B.transpose(1, 2),
+            C.transpose(1, 2),
+            D.float(),
+            z=z,
+            delta_bias=dt_proj.bias.float(),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        )

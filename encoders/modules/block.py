@@ -1,0 +1,66 @@
+"""Pre-norm residual block around a mixer, Mamba style (add -> norm -> mixer)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .bimamba import TokenLayout
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a weight and no bias; statistics in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a whole sample's branch with probability ``p`` in training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class MambaBlock(nn.Module):
+    """residual <- residual + drop_path(hidden); hidden <- mixer(norm(residual)).
+
+    Returns (hidden, residual); the residual stream is kept in float32 so that
+    24+ layers of bf16 additions do not lose precision. The first block gets
+    ``residual=None`` and starts the stream from its input.
+    """
+
+    def __init__(self, dim: int, mixer: nn.Module, drop_path: float = 0.0, norm_eps: float = 1e-5) -> None:
+        super().__init__()
+        self.mixer = mixer
+        self.norm = RMSNorm(dim, eps=norm_eps)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(
+        self, hidden: Tensor, residual: Optional[Tensor], layout: Optional[TokenLayout] = None
+    ) -> tuple[Tensor, Tensor]:
+        residual = hidden if residual is None else residual + self.drop_path(hidden)
+        hidden = self.norm(residual.to(self.norm.weight.dtype))
+        residual = residual.float()
+        return self.mixer(hidden, layout), residual

@@ -1,0 +1,291 @@
+"""Selective scan (the S6 recurrence of Mamba) with interchangeable backends.
+
+Contract (identical to mamba-ssm's ``selective_scan_fn``)::
+
+    u, delta, z : (batch, dim, length)
+    A           : (dim, state)            real, normally negative
+    B, C        : (batch, state, length)  input-dependent
+    D           : (dim,) or None          skip connection
+    delta_bias  : (dim,) or None
+
+    delta <- softplus(delta + delta_bias)          (if delta_softplus)
+    h_t    = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t     (per dim, state)
+    y_t    = sum_state(C_t * h_t) + D * u_t
+    y      = y * silu(z)                                           (if z is given)
+
+returns y: (batch, dim, length) in u's dtype (and the final state
+(batch, dim, state) in float32 if ``return_last_state``).
+
+Backends:
+  * ``"cuda"``:  mamba-ssm's fused CUDA kernel (optional dependency, CUDA tensors).
+  * ``"torch"``: pure PyTorch, any device, autograd; a two-level chunked scan
+    (see :func:`selective_scan_torch`).
+  * ``"auto"``:  the fastest available for the tensors at hand.
+
+The backend is chosen by the ``backend`` argument, else the environment variable
+``MAMBASEARCH_SCAN_BACKEND``, else ``"auto"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+SCAN_BACKEND_ENV = "MAMBASEARCH_SCAN_BACKEND"
+SCAN_BACKENDS = ("auto", "cuda", "torch")
+
+
+class ScanBackendUnavailable(RuntimeError):
+    """The requested scan backend cannot run here (missing package or wrong device)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _mamba_ssm_scan_fn() -> Optional[Callable]:
+    """mamba-ssm's ``selective_scan_fn`` or None if it does not import.
+
+    mamba-ssm imports its compiled extension unguarded, so on a machine without
+    CUDA (or with a mismatched build) the import raises; we treat any failure as
+    "not available" and remember why.
+    """
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception as err:  # ImportError, OSError from a bad .so, RuntimeError ...
+        logger.debug("mamba-ssm selective scan unavailable: %s", err)
+        return None
+    return selective_scan_fn
+
+
+def cuda_scan_available() -> bool:
+    """True when mamba-ssm's CUDA kernel imports and a CUDA device is present."""
+    return torch.cuda.is_available() and _mamba_ssm_scan_fn() is not None
+
+
+_logged_choices: set[tuple[str, str]] = set()
+
+
+def resolve_scan_backend(backend: Optional[str], device: torch.device) -> str:
+    """Turn a requested backend ("auto", "cuda", "torch" or None) into a concrete one.
+
+    Order of precedence: explicit argument (if not None/"auto"), then the
+    ``MAMBASEARCH_SCAN_BACKEND`` environment variable, then automatic choice.
+    Raises :class:`ScanBackendUnavailable` if an explicitly requested backend
+    cannot run on ``device``.
+    """
+    requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
+    requested = requested.strip().lower()
+    if requested not in SCAN_BACKENDS:
+        raise ValueError(
+            f"unknown selective-scan backend {requested!r} (from "
+            f"{'argument' if backend not in (None, 'auto') else SCAN_BACKEND_ENV}); "
+            f"choose one of {', '.join(SCAN_BACKENDS)}"
+        )
+    if requested == "auto":
+        chosen = "cuda" if device.type == "cuda" and cuda_scan_available() else "torch"
+    else:
+        chosen = requested
+    if chosen == "cuda":
+        if device.type != "cuda":
+            raise ScanBackendUnavailable(
+                f"selective-scan backend 'cuda' needs CUDA tensors, got tensors on {device}"
+            )
+        if _mamba_ssm_scan_fn() is None:
+            raise ScanBackendUnavailable(
+                "selective-scan backend 'cuda' needs mamba-ssm "
+                "(pip install 'mambasearch[gpu]'); it failed to import"
+            )
+    key = (requested, f"{device.type}")
+    if key not in _logged_choices:
+        _logged_choices.add(key)
+        logger.info("selective scan: backend %r on %s (requested %r)", chosen, device.type, requested)
+    return chosen
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    z: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    backend: Optional[str] = "auto",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Selective scan with mamba-ssm's contract (see the module docstring)."""
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    chosen = resolve_scan_backend(backend, u.device)
+    if chosen == "cuda":
+        fn = _mamba_ssm_scan_fn()
+        return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _check_shapes(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor],
+    z: Optional[Tensor],
+    delta_bias: Optional[Tensor],
+) -> None:
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, dim, length), got shape {tuple(u.shape)}")
+    batch, dim, length = u.shape
+    if delta.shape != u.shape:
+        raise ValueError(f"selective_scan: delta shape {tuple(delta.shape)} != u shape {tuple(u.shape)}")
+    if z is not None and z.shape != u.shape:
+        raise ValueError(f"selective_scan: z shape {tuple(z.shape)} != u shape {tuple(u.shape)}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"selective_scan: A must be (dim={dim}, state), got {tuple(A.shape)}")
+    if A.is_complex():
+        raise ValueError("selective_scan: complex A is not supported (VideoMamba uses real A)")
+    state = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        if t.shape != (batch, state, length):
+            raise ValueError(
+                f"selective_scan: {name} must be (batch={batch}, state={state}, length={length}), "
+                f"got {tuple(t.shape)}"
+            )
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.shape != (dim,):
+            raise ValueError(f"selective_scan: {name} must be (dim={dim},), got {tuple(t.shape)}")
+
+
+def _default_chunk_size(length: int) -> int:
+    # Two sequential passes: `chunk` steps inside chunks (vectorised over all
+    # chunks) and `length / chunk` steps across chunks. sqrt(length) minimises
+    # the number of Python-level steps, ~2*sqrt(length) (80 for length 1569).
+    return max(1, int(math.ceil(math.sqrt(length))))
+
+
+def selective_scan_torch(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    z: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    chunk_size: Optional[int] = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Pure-PyTorch selective scan: exact, differentiable, O(length) memory.
+
+    Chunked scan in three passes. The sequence is cut into ``n_chunks`` chunks
+    of ``chunk`` steps. (1) Inside every chunk, all chunks at once, ``chunk``
+    sequential steps give the chunk's end state from a zero start and the
+    product of its decays. (2) ``n_chunks`` sequential steps carry the state
+    across chunk boundaries. (3) Every chunk is re-run from its true initial
+    state, all chunks at once, reading out y as it goes. This is the plain
+    recurrence regrouped (no division by decays, so nothing overflows); it
+    takes ~3*sqrt(length) Python-level steps instead of ``length`` and never
+    materialises the (length x state) history, which keeps it memory-bound
+    light: 2.5x faster on a 2-core CPU than materialising it. All arithmetic is float32 (or
+    float64 if the inputs are float64); the output has u's dtype.
+    """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    out_dtype = u.dtype
+    compute_dtype = torch.float64 if u.dtype == torch.float64 else torch.float32
+    batch, dim, length = u.shape
+    state = A.shape[1]
+
+    u_c = u.to(compute_dtype)
+    dt = delta.to(compute_dtype)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(compute_dtype)[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    A_c = A.to(compute_dtype)
+
+    chunk = chunk_size or _default_chunk_size(length)
+    n_chunks = -(-length // chunk)
+    pad = n_chunks * chunk - length
+
+    # Chunked views. Padded steps have delta 0: decay exp(0) = 1 and input 0,
+    # so they leave the state unchanged.
+    dt_chunks = F.pad(dt, (0, pad)).view(batch, dim, n_chunks, chunk)
+    dtu_chunks = F.pad(dt * u_c, (0, pad)).view(batch, dim, n_chunks, chunk)
+    B_chunks = F.pad(B.to(compute_dtype), (0, pad)).view(batch, state, n_chunks, chunk).permute(0, 2, 3, 1)
+    C_chunks = F.pad(C.to(compute_dtype), (0, pad)).view(batch, state, n_chunks, chunk).permute(0, 2, 3, 1)
+    A_b = A_c[:, None, :]  # (dim, 1, state), broadcasts over chunks
+
+    # Pass 1, all chunks in parallel: chunk-local end state (started from zero)
+    # and the product of decays over each chunk. Decays are kept for pass 3.
+    decays = []
+    local = dt_chunks.new_zeros(batch, dim, n_chunks, state)
+    chunk_decay = None
+    for k in range(chunk):
+        a_k = torch.exp(dt_chunks[:, :, :, k, None] * A_b)  # (b, d, c, n)
+        local = a_k * local + dtu_chunks[:, :, :, k, None] * B_chunks[:, None, :, k]
+        chunk_decay = a_k if chunk_decay is None else chunk_decay * a_k
+        decays.append(a_k)
+
+    # Pass 2, sequential over chunks: the state entering each chunk.
+    carried = [local.new_zeros(batch, dim, state)]
+    for c in range(1, n_chunks):
+        carried.append(chunk_decay[:, :, c - 1] * carried[-1] + local[:, :, c - 1])
+    last_state = chunk_decay[:, :, -1] * carried[-1] + local[:, :, -1]
+
+    # Pass 3, all chunks in parallel again: re-run each chunk from its true
+    # initial state and read out y. Nothing of size (length x state) is kept.
+    h = torch.stack(carried, dim=2)  # (b, d, c, n)
+    outputs = []
+    for k in range(chunk):
+        h = decays[k] * h + dtu_chunks[:, :, :, k, None] * B_chunks[:, None, :, k]
+        outputs.append(torch.einsum("bdcn,bcn->bdc", h, C_chunks[:, :, k]))
+    y = torch.stack(outputs, dim=-1).reshape(batch, dim, n_chunks * chunk)[:, :, :length]
+    if D is not None:
+        y = y + D.to(compute_dtype)[:, None] * u_c
+    if z is not None:
+        y = y * F.silu(z.to(compute_dtype))
+    y = y.to(out_dtype)
+    if return_last_state:
+        return y, last_state.to(torch.float32 if compute_dtype == torch.float32 else compute_dtype)
+    return y
+
+
+def selective_scan_reference(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    z: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Step-by-step recurrence, one Python step per position: the ground truth
+    the fast backends are tested against (slow; use float64 inputs for tests)."""
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    dt = delta + delta_bias[:, None] if delta_bias is not None else delta
+    if delta_softplus:
+        dt = F.softplus(dt)
+    batch, dim, length = u.shape
+    h = u.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    for t in range(length):
+        h = torch.exp(dt[:, :, t, None] * A) * h + (dt[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        ys.append((h * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, dim=-1)
+    if D is not None:
+        y = y + D[:, None] * u
+    if z is not None:
+        y = y * F.silu(z)
+    return (y, h) if return_last_state else y
