@@ -215,8 +215,14 @@ class ProbeResult:
     first_frame: av.VideoFrame
 
 
-def probe_open(path: str | os.PathLike[str], timeout_s: float = 30.0) -> ProbeResult:
+def probe_open(
+    path: str | os.PathLike[str], timeout_s: float = 30.0, decoder_threads: int | None = None
+) -> ProbeResult:
     """Open and probe ``path``; the caller owns (and must close) ``result.container``.
+
+    ``decoder_threads``: None leaves FFmpeg's single-threaded default (enough for
+    a probe); otherwise threading is set to "AUTO" with that many threads
+    (0 = FFmpeg chooses) before the first frame opens the decoder.
 
     Raises a :class:`data.errors.VideoReadError` subclass naming the file and reason.
     """
@@ -231,6 +237,9 @@ def probe_open(path: str | os.PathLike[str], timeout_s: float = 30.0) -> ProbeRe
         if stream.codec_context is None:
             raise UnsupportedCodecError(p, "no decoder available for the video codec")
         codec = stream.codec_context.name
+        if decoder_threads is not None:
+            stream.codec_context.thread_type = "AUTO"
+            stream.codec_context.thread_count = decoder_threads
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         first = decode_first_frame(container, stream, p, deadline)
         if width <= 0 or height <= 0:
