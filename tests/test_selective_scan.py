@@ -1,0 +1,147 @@
+"""The selective-scan backends against a float64 step-by-step recurrence."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from encoders.ops import (
+    SCAN_BACKEND_ENV,
+    ScanBackendUnavailable,
+    resolve_scan_backend,
+    selective_scan,
+    selective_scan_reference,
+    selective_scan_torch,
+)
+from encoders.ops.selective_scan import cuda_scan_available
+
+INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def random_scan_inputs(batch: int, dim: int, length: int, state: int, seed: int,
+                       dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Fresh random inputs in the ranges a trained Mamba layer sees."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(device=device, dtype=dtype)
+
+    return dict(
+        u=rand(batch, dim, length),
+        delta=rand(batch, dim, length, scale=0.5, shift=-1.0),
+        A=-torch.exp(rand(dim, state, scale=0.5)).to(dtype),
+        B=rand(batch, state, length),
+        C=rand(batch, state, length),
+        D=rand(dim),
+        z=rand(batch, dim, length),
+        delta_bias=rand(dim, scale=0.5),
+    )
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual.double() - expected.double()).abs().max() / expected.double().abs().max().clamp_min(1e-30)).item()
+
+
+def run_with_grads(fn, inputs: dict[str, torch.Tensor], cotangent: torch.Tensor, **kwargs):
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+    y, last = fn(**leaves, delta_softplus=True, return_last_state=True, **kwargs)
+    (y * cotangent.to(y.dtype)).sum().backward()
+    return y, last, {k: leaves[k].grad for k in INPUT_NAMES}
+
+
+@pytest.mark.parametrize(
+    "batch,dim,length,state,chunk",
+    [
+        (2, 7, 37, 5, None),   # odd length, dim not a multiple of anything
+        (1, 3, 1, 4, None),    # length 1
+        (3, 5, 101, 16, 8),    # length not a multiple of the chunk
+        (2, 4, 64, 16, 64),    # one chunk
+        (1, 6, 50, 3, 1),      # chunk of one step
+    ],
+)
+def test_torch_scan_matches_float64_recurrence(batch, dim, length, state, chunk):
+    inputs = random_scan_inputs(batch, dim, length, state, seed=length * 31 + dim)
+    cotangent = torch.randn(batch, dim, length, dtype=torch.float64)
+    y_ref, last_ref, grads_ref = run_with_grads(
+        selective_scan_reference, {k: v.double() for k, v in inputs.items()}, cotangent
+    )
+    y, last, grads = run_with_grads(selective_scan_torch, inputs, cotangent, chunk_size=chunk)
+    assert y.dtype == torch.float32
+    assert relative_error(y, y_ref) <= 1e-5
+    assert relative_error(last, last_ref) <= 1e-5
+    for name in INPUT_NAMES:
+        assert relative_error(grads[name], grads_ref[name]) <= 1e-5, name
+
+
+def test_optional_inputs_can_be_omitted():
+    inputs = random_scan_inputs(2, 3, 20, 4, seed=1)
+    y = selective_scan_torch(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"])
+    y_ref = selective_scan_reference(*(inputs[k].double() for k in ("u", "delta", "A", "B", "C")))
+    assert relative_error(y, y_ref) <= 1e-5
+
+
+def test_state_carries_across_chunks():
+    # With no decay (A ~ 0) and a single impulse at t=0, the state must survive
+    # every chunk boundary: y_t = C_t * B_0 * delta_0 * u_0 for all t.
+    length = 30
+    u = torch.zeros(1, 1, length)
+    u[..., 0] = 1.0
+    delta = torch.ones(1, 1, length)
+    A = torch.full((1, 1), -1e-9)
+    B = torch.ones(1, 1, length)
+    C = torch.ones(1, 1, length)
+    y = selective_scan_torch(u, delta, A, B, C, chunk_size=4)
+    torch.testing.assert_close(y, torch.ones_like(y), rtol=1e-6, atol=1e-6)
+
+
+def test_bfloat16_inputs_return_bfloat16():
+    inputs = random_scan_inputs(1, 4, 25, 4, seed=3, dtype=torch.bfloat16)
+    y = selective_scan(**inputs, delta_softplus=True, backend="torch")
+    assert y.dtype == torch.bfloat16
+    y_ref = selective_scan_reference(**{k: v.double() for k, v in inputs.items()}, delta_softplus=True)
+    assert relative_error(y, y_ref) <= 2e-2
+
+
+def test_shape_errors_name_the_argument():
+    inputs = random_scan_inputs(2, 3, 10, 4, seed=0)
+    inputs["B"] = inputs["B"][:, :, :5]
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan(**inputs, backend="torch")
+
+
+def test_backend_resolution(monkeypatch, caplog):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(SCAN_BACKEND_ENV, raising=False)
+    assert resolve_scan_backend("auto", cpu) == "torch"
+    assert resolve_scan_backend(None, cpu) == "torch"
+    with pytest.raises(ScanBackendUnavailable, match="needs CUDA tensors"):
+        resolve_scan_backend("cuda", cpu)
+    with pytest.raises(ValueError, match="unknown selective-scan backend 'bogus'"):
+        resolve_scan_backend("bogus", cpu)
+    monkeypatch.setenv(SCAN_BACKEND_ENV, "cuda")
+    with pytest.raises(ScanBackendUnavailable):
+        resolve_scan_backend("auto", cpu)
+    # The argument wins over the environment.
+    assert resolve_scan_backend("torch", cpu) == "torch"
+    monkeypatch.setenv(SCAN_BACKEND_ENV, "nonsense")
+    with pytest.raises(ValueError, match=SCAN_BACKEND_ENV):
+        resolve_scan_backend(None, cpu)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("length", [1, 37, 1569])
+def test_cuda_backend_matches_torch_backend(dtype, tol, length):
+    if not cuda_scan_available():
+        pytest.skip("mamba-ssm is not installed")
+    inputs = random_scan_inputs(2, 48, length, 16, seed=length, dtype=dtype, device="cuda")
+    cotangent = torch.randn(2, 48, length, dtype=torch.float64, device="cuda")
+    y_t, last_t, g_t = run_with_grads(selective_scan, inputs, cotangent, backend="torch")
+    y_c, last_c, g_c = run_with_grads(selective_scan, inputs, cotangent, backend="cuda")
+    assert y_c.dtype == dtype
+    assert relative_error(y_c, y_t) <= tol
+    assert relative_error(last_c, last_t) <= tol
+    for name in INPUT_NAMES:
+        assert relative_error(g_c[name], g_t[name]) <= tol * 3, name

@@ -1,0 +1,217 @@
+"""VideoMamba backbone: checkpoint compatibility, variants, order sensitivity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from encoders import TokenLayout, create_video_encoder, list_video_encoders, load_video_weights
+from encoders.modules.bimamba import BiMambaMixer, _backward_permutation
+
+TINY = dict(depth=2, embed_dim=32, img_size=32, num_frames=4)
+
+
+def opengvlab_classification_state_dict(embed_dim: int, depth: int, frames: int, img: int,
+                                        num_classes: int, patch: int = 16, tubelet: int = 1,
+                                        d_state: int = 16, d_conv: int = 4) -> dict[str, torch.Tensor]:
+    """A state dict written from REFERENCE.md's documented key names and
+    shapes of OpenGVLab's classification model, independently of our model."""
+    c = embed_dim
+    d_inner = 2 * c
+    dt_rank = math.ceil(c / 16)
+    grid = (img // patch) ** 2
+    sd = {
+        "patch_embed.proj.weight": torch.randn(c, 3, tubelet, patch, patch) * 0.02,
+        "patch_embed.proj.bias": torch.zeros(c),
+        "cls_token": torch.randn(1, 1, c) * 0.02,
+        "pos_embed": torch.randn(1, 1 + grid, c) * 0.02,
+        "temporal_pos_embedding": torch.randn(1, frames // tubelet, c) * 0.02,
+        "norm_f.weight": torch.ones(c),
+        "head.weight": torch.randn(num_classes, c) * 0.02,
+        "head.bias": torch.zeros(num_classes),
+    }
+    for i in range(depth):
+        p = f"layers.{i}."
+        sd[p + "norm.weight"] = torch.ones(c)
+        m = p + "mixer."
+        sd[m + "in_proj.weight"] = torch.randn(2 * d_inner, c) * 0.02
+        sd[m + "out_proj.weight"] = torch.randn(c, d_inner) * 0.02
+        for sfx, a in (("", "A_log"), ("_b", "A_b_log")):
+            sd[m + f"conv1d{sfx}.weight"] = torch.randn(d_inner, 1, d_conv) * 0.1
+            sd[m + f"conv1d{sfx}.bias"] = torch.zeros(d_inner)
+            sd[m + f"x_proj{sfx}.weight"] = torch.randn(dt_rank + 2 * d_state, d_inner) * 0.02
+            sd[m + f"dt_proj{sfx}.weight"] = torch.randn(d_inner, dt_rank) * 0.1
+            sd[m + f"dt_proj{sfx}.bias"] = torch.full((d_inner,), -4.0)
+            sd[m + a] = torch.log(torch.arange(1, d_state + 1.0)).repeat(d_inner, 1)
+            sd[m + f"D{sfx}"] = torch.ones(d_inner)
+    return sd
+
+
+def test_registry_lists_both_published_variants():
+    assert {"videomamba_tiny", "videomamba_small", "videomamba_middle", "videomamba_kaist"} <= set(
+        list_video_encoders()
+    )
+    with pytest.raises(ValueError, match="unknown video encoder"):
+        create_video_encoder("videomamba_huge")
+    with pytest.raises(ValueError, match="unknown option"):
+        create_video_encoder("videomamba_tiny", widht=3)
+
+
+@pytest.mark.parametrize("name,params_m", [("videomamba_tiny", 7.0), ("videomamba_small", 25.4),
+                                           ("videomamba_middle", 73.6)])
+def test_parameter_counts_match_the_paper(name, params_m):
+    model = create_video_encoder(name)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params_m, abs=0.5)
+
+
+def test_opengvlab_tiny_checkpoint_loads_strictly(tmp_path):
+    sd = opengvlab_classification_state_dict(192, 24, frames=8, img=224, num_classes=400)
+    model = create_video_encoder("videomamba_tiny", num_classes=400)
+    assert set(model.state_dict()) == set(sd)
+    for key, value in model.state_dict().items():
+        assert value.shape == sd[key].shape, key
+    path = tmp_path / "videomamba_t16_k400_f8_res224.pth"
+    torch.save({"model": sd}, path)
+    load_video_weights(model, path)
+    torch.testing.assert_close(model.pos_embed.detach(), sd["pos_embed"])
+    torch.testing.assert_close(model.layers[5].mixer.A_b_log.detach(), sd["layers.5.mixer.A_b_log"])
+
+
+def test_checkpoint_interpolates_positions_and_drops_foreign_head(tmp_path):
+    sd = opengvlab_classification_state_dict(32, 2, frames=8, img=64, num_classes=10)
+    path = tmp_path / "ckpt.pth"
+    torch.save(sd, path)
+    model = create_video_encoder("videomamba_tiny", depth=2, embed_dim=32, img_size=32, num_frames=4)
+    load_video_weights(model, path)
+    assert model.pos_embed.shape == (1, 1 + 4, 32)
+    assert model.temporal_pos_embedding.shape == (1, 4, 32)
+    torch.testing.assert_close(model.pos_embed[:, 0].detach(), sd["pos_embed"][:, 0])
+    out = model(torch.randn(1, 3, 4, 32, 32))
+    assert out.shape == (1, 32) and torch.isfinite(out).all()
+
+
+def test_checkpoint_with_wrong_shape_or_missing_tensor_is_named(tmp_path):
+    model = create_video_encoder("videomamba_tiny", **TINY)
+    sd = opengvlab_classification_state_dict(32, 2, frames=4, img=32, num_classes=1)
+    del sd["head.weight"], sd["head.bias"]
+    broken = dict(sd)
+    del broken["layers.1.mixer.D_b"]
+    torch.save(broken, tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"missing: layers\.1\.mixer\.D_b"):
+        load_video_weights(model, tmp_path / "missing.pth")
+    broken = dict(sd)
+    broken["layers.0.mixer.x_proj_b.weight"] = torch.zeros(3, 3)
+    torch.save(broken, tmp_path / "shape.pth")
+    with pytest.raises(ValueError, match=r"layers\.0\.mixer\.x_proj_b\.weight"):
+        load_video_weights(model, tmp_path / "shape.pth")
+    (tmp_path / "junk.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pth"):
+        load_video_weights(model, tmp_path / "junk.pth")
+
+
+@pytest.mark.parametrize("name", ["videomamba_tiny", "videomamba_small", "videomamba_middle", "videomamba_kaist"])
+@pytest.mark.parametrize("backward_order", ["full", "temporal", "spatial"])
+def test_every_variant_runs_forward_and_backward_on_cpu(name, backward_order):
+    model = create_video_encoder(name, backward_order=backward_order, drop_path_rate=0.1, **TINY)
+    model.train()
+    video = torch.randn(2, 3, 4, 32, 32)
+    features = model(video)
+    assert features.shape == (2, 32)
+    features.pow(2).sum().backward()
+    for pname, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), pname
+    assert model.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["videomamba_tiny", "videomamba_kaist"])
+def test_reversing_frames_changes_the_clip_feature(name):
+    torch.manual_seed(0)
+    model = create_video_encoder(name, **TINY).eval()
+    video = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        forward = model(video)
+        reverse = model(video.flip(2))
+    assert (forward - reverse).abs().max() > 1e-3 * forward.abs().max()
+
+
+def test_output_kinds_and_frame_pooling():
+    model = create_video_encoder("videomamba_tiny", **TINY).eval()
+    video = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        tokens = model(video, output="tokens")
+        frames = model(video, output="frames")
+        cls = model(video, output="cls")
+    assert tokens.shape == (2, 1 + 4 * 4, 32)
+    torch.testing.assert_close(cls, tokens[:, 0])
+    expected = tokens[:, :1] + tokens[:, 1:].reshape(2, 4, 4, 32).mean(2)
+    torch.testing.assert_close(frames, expected)
+
+
+def test_kaist_variant_uses_tubelets_and_a_joint_position_table():
+    model = create_video_encoder("videomamba_kaist", **TINY)
+    assert model.patch_embed.proj.kernel_size == (2, 16, 16)
+    assert not hasattr(model, "temporal_pos_embedding")
+    assert model.pos_embed.shape == (1, 1 + 2 * 4, 32)
+    # "temporal expanding": every time step starts from the same spatial table.
+    grid = model.pos_embed[0, 1:].reshape(2, 4, 32)
+    torch.testing.assert_close(grid[0], grid[1])
+    assert model(torch.randn(1, 3, 4, 32, 32), output="frames").shape == (1, 2, 32)
+
+
+@pytest.mark.parametrize("name", ["videomamba_tiny", "videomamba_kaist"])
+def test_other_frame_counts_and_resolutions_interpolate_positions(name):
+    model = create_video_encoder(name, **TINY).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 8, 48, 48), output="frames")
+    assert out.shape == (1, 8 // model.cfg.tubelet_size, 32)
+    assert torch.isfinite(out).all()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = create_video_encoder("videomamba_tiny", **TINY).train()
+    video = torch.randn(2, 3, 4, 32, 32)
+    model(video).sum().backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(video).sum().backward()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_mixer_initialisation_follows_mamba():
+    mixer = BiMambaMixer(64)
+    assert mixer.dt_rank == 4 and mixer.d_inner == 128
+    expected_a = torch.log(torch.arange(1, 17.0)).expand(128, 16)
+    torch.testing.assert_close(mixer.A_log.detach(), expected_a)
+    torch.testing.assert_close(mixer.A_b_log.detach(), expected_a)
+    for dt_proj in (mixer.dt_proj, mixer.dt_proj_b):
+        dt = torch.nn.functional.softplus(dt_proj.bias.detach())
+        assert dt.min() >= 1e-3 * 0.999 and dt.max() <= 1e-1 * 1.001
+
+
+@pytest.mark.parametrize("order", ["full", "temporal", "spatial"])
+def test_backward_direction_reaches_the_first_token(order):
+    # A mixer that silently drops its backward scan (OpenGVLab's slow-path bug)
+    # would leave token 0 independent of later tokens.
+    torch.manual_seed(0)
+    mixer = BiMambaMixer(16, backward_order=order)
+    layout = TokenLayout(num_frames=3, tokens_per_frame=4)
+    x = torch.randn(1, layout.length, 16)
+    y0 = mixer(x, layout)
+    x2 = x.clone()
+    x2[:, -1] += 1.0
+    y1 = mixer(x2, layout)
+    assert (y0[:, 0] - y1[:, 0]).abs().max() > 1e-6
+
+
+def test_backward_permutations():
+    layout = TokenLayout(num_frames=3, tokens_per_frame=2)  # tokens: cls=0, f0=(1,2), f1=(3,4), f2=(5,6)
+    perm, inverse = _backward_permutation("temporal", layout, torch.device("cpu"))
+    assert perm.tolist() == [5, 6, 3, 4, 1, 2, 0]
+    assert perm[inverse].tolist() == list(range(7))
+    perm, _ = _backward_permutation("spatial", layout, torch.device("cpu"))
+    assert perm.tolist() == [2, 1, 4, 3, 6, 5, 0]
