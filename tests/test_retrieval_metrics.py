@@ -433,3 +433,18 @@ def test_write_results_json_single_result_and_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="not a retrieval results file"):
         read_results_json(foreign)
     assert isinstance(result, RetrievalResults)
+
+
+def test_postprocessing_keeps_float32_and_agrees_with_float64() -> None:
+    rng = np.random.default_rng(3)
+    sim64 = rng.uniform(-0.2, 0.6, size=(40, 25))
+    bank64 = rng.uniform(-0.2, 0.6, size=(30, 25))
+    sim32, bank32 = sim64.astype(np.float32), bank64.astype(np.float32)
+    dsl32 = dual_softmax(sim32, 100.0)
+    qb32 = querybank_normalize(sim32, bank32, k=1, beta=20.0)
+    assert dsl32.dtype == np.float32 and qb32.dtype == np.float32
+    np.testing.assert_allclose(dsl32, dual_softmax(sim64, 100.0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(qb32, querybank_normalize(sim64, bank64, k=1, beta=20.0), rtol=1e-5, atol=1e-5)
+    # Each DSL prior column is a distribution over the queries.
+    prior = dsl32 / sim32
+    np.testing.assert_allclose(prior.sum(axis=0), np.ones(25), rtol=1e-5)

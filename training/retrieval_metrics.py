@@ -249,12 +249,6 @@ def compute_retrieval_metrics(similarity: ArrayLike, text_to_video: ArrayLike) -
 # ------------------------------------------------------------------ post-processing
 
 
-def _softmax(logits: np.ndarray, axis: int) -> np.ndarray:
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
 def dual_softmax(similarity: ArrayLike, inverse_temperature: float = 100.0) -> np.ndarray:
     """DSL scores for ranking the columns of each row (rows = queries).
 
@@ -264,18 +258,36 @@ def dual_softmax(similarity: ArrayLike, inverse_temperature: float = 100.0) -> n
     transposed matrix. The formula is the published one; note that with negative raw
     scores a larger prior makes the product more negative.
 
+    Computed in the input's precision (float32 stays float32, float64 stays float64),
+    in row chunks, with the usual max shift so the exponentials cannot overflow.
+
     Args:
         similarity: ``(num_queries, num_gallery)`` scores.
         inverse_temperature: multiplies the scores inside the softmax (CLIP's logit
             scale is 100).
 
     Returns:
-        float64 ``(num_queries, num_gallery)`` scores.
+        ``(num_queries, num_gallery)`` scores, float32 or float64 like the input.
     """
-    scores = _as_float_matrix(similarity).astype(np.float64)
+    scores = _as_float_matrix(similarity)
     if inverse_temperature <= 0:
         raise ValueError(f"inverse_temperature must be positive, got {inverse_temperature}")
-    return scores * _softmax(inverse_temperature * scores, axis=0)
+    dtype = scores.dtype.type
+    column_max = scores.max(axis=0)
+    prior = np.empty_like(scores)
+    column_sum = np.zeros(scores.shape[1], dtype=np.float64)
+    for start in range(0, scores.shape[0], _CHUNK_ROWS):
+        chunk = prior[start:start + _CHUNK_ROWS]
+        np.subtract(scores[start:start + _CHUNK_ROWS], column_max[None, :], out=chunk)
+        chunk *= dtype(inverse_temperature)
+        np.exp(chunk, out=chunk)
+        column_sum += chunk.sum(axis=0, dtype=np.float64)
+    inverse_sum = (1.0 / column_sum).astype(scores.dtype)
+    for start in range(0, scores.shape[0], _CHUNK_ROWS):
+        chunk = prior[start:start + _CHUNK_ROWS]
+        chunk *= inverse_sum[None, :]
+        chunk *= scores[start:start + _CHUNK_ROWS]
+    return prior
 
 
 def _top_k_members(scores: np.ndarray, k: int) -> np.ndarray:
@@ -304,6 +316,7 @@ def querybank_normalize(similarity: ArrayLike, bank_similarity: ArrayLike,
     ``beta * s[q, g] - logsumexp_b(beta * bank[b, g])``, which ranks identically and
     cannot overflow. Scores of normalised and untouched rows are on different scales,
     so compare values only within a row (per-query ranking), never across rows.
+    Computed in the inputs' common precision (float32 unless either is float64).
 
     Args:
         similarity: ``(num_queries, num_gallery)`` test scores.
@@ -313,10 +326,10 @@ def querybank_normalize(similarity: ArrayLike, bank_similarity: ArrayLike,
             cosine similarities).
 
     Returns:
-        float64 ``(num_queries, num_gallery)`` scores.
+        ``(num_queries, num_gallery)`` float32 or float64 scores.
     """
-    scores = _as_float_matrix(similarity).astype(np.float64)
-    bank = _as_float_matrix(bank_similarity, "bank_similarity").astype(np.float64)
+    scores = _as_float_matrix(similarity)
+    bank = _as_float_matrix(bank_similarity, "bank_similarity")
     if bank.shape[1] != scores.shape[1]:
         raise ValueError(f"bank_similarity has {bank.shape[1]} gallery columns, "
                          f"similarity has {scores.shape[1]}")
@@ -324,20 +337,29 @@ def querybank_normalize(similarity: ArrayLike, bank_similarity: ArrayLike,
         raise ValueError(f"k must be >= 1, got {k}")
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
+    dtype = np.result_type(scores.dtype, bank.dtype)
 
     activation_set = _top_k_members(bank, k).any(axis=0)
-    query_top1 = scores >= scores.max(axis=1, keepdims=True)
-    rows_to_normalize = (query_top1 & activation_set[None, :]).any(axis=1)
 
-    bank_logits = beta * bank
-    bank_max = bank_logits.max(axis=0)
-    log_normalizer = bank_max + np.log(np.exp(bank_logits - bank_max[None, :]).sum(axis=0))
+    # log sum_b exp(beta * bank[b, g]), max-shifted, accumulated over bank row chunks.
+    bank_max = bank.max(axis=0).astype(np.float64)
+    bank_sum = np.zeros(bank.shape[1], dtype=np.float64)
+    for start in range(0, bank.shape[0], _CHUNK_ROWS):
+        shifted = bank[start:start + _CHUNK_ROWS].astype(dtype) - bank_max.astype(dtype)[None, :]
+        shifted *= dtype.type(beta)
+        bank_sum += np.exp(shifted, out=shifted).sum(axis=0, dtype=np.float64)
+    log_normalizer = (beta * bank_max + np.log(bank_sum)).astype(dtype)
 
-    normalized = scores.copy()
-    normalized[rows_to_normalize] = beta * scores[rows_to_normalize] - log_normalizer[None, :]
+    normalized = scores.astype(dtype, copy=True)
+    num_normalized = 0
+    for start in range(0, scores.shape[0], _CHUNK_ROWS):
+        chunk = normalized[start:start + _CHUNK_ROWS]
+        is_top1 = chunk >= chunk.max(axis=1, keepdims=True)
+        rows = np.flatnonzero((is_top1 & activation_set[None, :]).any(axis=1))
+        num_normalized += rows.size
+        chunk[rows] = dtype.type(beta) * chunk[rows] - log_normalizer[None, :]
     logger.debug("QB-Norm: activation set %d/%d items, %d/%d queries normalised",
-                 int(activation_set.sum()), activation_set.size,
-                 int(rows_to_normalize.sum()), rows_to_normalize.size)
+                 int(activation_set.sum()), activation_set.size, num_normalized, scores.shape[0])
     return normalized
 
 
