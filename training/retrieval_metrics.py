@@ -73,7 +73,11 @@ _CHUNK_ROWS = 4096
 
 
 def _as_float_matrix(similarity: ArrayLike, name: str = "similarity") -> np.ndarray:
-    """Return ``similarity`` as a finite 2-D float32/float64 numpy array (no copy if possible)."""
+    """``similarity`` as a finite 2-D float32 or float64 numpy array, copied only when needed.
+
+    float32/float64 keep their precision, float16/bfloat16 become float32, other
+    dtypes float64.
+    """
     if torch is not None and isinstance(similarity, torch.Tensor):
         tensor = similarity.detach().cpu()
         if tensor.dtype not in (torch.float32, torch.float64):
@@ -81,9 +85,10 @@ def _as_float_matrix(similarity: ArrayLike, name: str = "similarity") -> np.ndar
         matrix = tensor.numpy()
     else:
         matrix = np.asarray(similarity)
-        if matrix.dtype not in (np.float32, np.float64):
-            matrix = matrix.astype(np.float32 if np.issubdtype(matrix.dtype, np.floating)
-                                   and matrix.dtype.itemsize <= 4 else np.float64)
+        if matrix.dtype == np.float16:
+            matrix = matrix.astype(np.float32)
+        elif matrix.dtype not in (np.float32, np.float64):  # ints, bools, long double
+            matrix = matrix.astype(np.float64)
     if matrix.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {tuple(matrix.shape)}")
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
