@@ -216,9 +216,8 @@ class PyAVReader(VideoReader):
         self._keyframe_pts = self._read_keyframe_index()
         self._packets = None  # demux iterator; None when a seek is needed first
         self._last_pts: float | None = None
-        self._pending: list[av.VideoFrame] = []
-        # The probe decoded the first frame; keep it so index 0 costs nothing.
-        self._pending.append(probe.first_frame)
+        # The probe decoded the first frame(s); keep them so index 0 costs nothing.
+        self._pending: list[av.VideoFrame] = list(probe.first_frames)
         self._packets = self._container.demux(self._stream)
         self._eof = False
 

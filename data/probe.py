@@ -168,13 +168,16 @@ def _stream_duration(container: av.container.InputContainer, stream: av.video.st
     return None
 
 
-def decode_first_frame(
+def decode_first_frames(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     path: str,
     deadline: float,
-) -> av.VideoFrame:
-    """Decode and return the first frame of ``stream`` (container positioned at start).
+) -> list[av.VideoFrame]:
+    """Decode until ``stream`` yields frames; return them (the first frame first).
+
+    More than one frame comes back when the first output happens at a decoder flush
+    (very short files with B-frames); callers must keep all of them.
 
     Raises NoFramesError when the stream ends without a frame, CorruptVideoError
     when its first packets are all undecodable, DecodeTimeoutError past ``deadline``
@@ -193,8 +196,8 @@ def decode_first_frame(
             errors += 1
             last_error = str(exc)
             frames = []
-        for frame in frames:
-            return frame
+        if frames:
+            return list(frames)
         if packets >= _MAX_PACKETS_FOR_FIRST_FRAME:
             break
     if errors:
@@ -212,7 +215,11 @@ class ProbeResult:
     info: VideoInfo
     container: av.container.InputContainer
     stream: av.video.stream.VideoStream
-    first_frame: av.VideoFrame
+    first_frames: list[av.VideoFrame]
+
+    @property
+    def first_frame(self) -> av.VideoFrame:
+        return self.first_frames[0]
 
 
 def probe_open(
@@ -241,7 +248,8 @@ def probe_open(
             stream.codec_context.thread_type = "AUTO"
             stream.codec_context.thread_count = decoder_threads
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
-        first = decode_first_frame(container, stream, p, deadline)
+        first_frames = decode_first_frames(container, stream, p, deadline)
+        first = first_frames[0]
         if width <= 0 or height <= 0:
             width, height = first.width, first.height
         fps = _frame_rate(stream)
@@ -274,7 +282,7 @@ def probe_open(
             has_audio=bool(container.streams.audio),
             size_bytes=os.path.getsize(p),
         )
-        return ProbeResult(info=info, container=container, stream=stream, first_frame=first)
+        return ProbeResult(info=info, container=container, stream=stream, first_frames=first_frames)
     except VideoReadError:
         container.close()
         raise
@@ -332,7 +340,7 @@ __all__ = [
     "ProbeResult",
     "check_path",
     "open_container",
-    "decode_first_frame",
+    "decode_first_frames",
     "probe_open",
     "probe_video",
     "probe_to_json",
