@@ -39,7 +39,6 @@ from data.errors import (
     CorruptVideoError,
     DecodeTimeoutError,
     NoFramesError,
-    VideoTooLargeError,
 )
 from data.probe import ProbeResult, VideoInfo, probe_open
 
@@ -220,6 +219,8 @@ class PyAVReader(VideoReader):
         self._pending: list[av.VideoFrame] = list(probe.first_frames)
         self._packets = self._container.demux(self._stream)
         self._eof = False
+        self._last_frame: av.VideoFrame | None = None
+        self._good_pts: float | None = None
 
     def _read_keyframe_index(self) -> list[float]:
         """Keyframe presentation times in pts units, from the container index (no decoding).
@@ -261,6 +262,7 @@ class PyAVReader(VideoReader):
         self._packets = self._container.demux(self._stream)
         self._pending = []
         self._last_pts = None
+        self._last_frame = None
         self._eof = False
 
     def _next_frame(self, deadline: float, errors: list[str]) -> av.VideoFrame | None:
@@ -288,7 +290,20 @@ class PyAVReader(VideoReader):
             self._last_pts = frame.pts
         elif self._last_pts is not None:
             self._last_pts += self._frame_pts
+        self._last_frame = frame
+        if self._last_pts is not None:
+            self._good_pts = self._last_pts
         return frame
+
+    def _last_decodable_frame(self, deadline: float, errors: list[str]) -> av.VideoFrame | None:
+        """At end of stream: the last frame that decodes.  When a seek overshot the readable
+        data (truncated file without index), decode forward from the last good position."""
+        tail = self._last_frame
+        if tail is None and self._good_pts is not None:
+            self._seek(self._good_pts)
+            while (frame := self._next_frame(deadline, errors)) is not None:
+                tail = frame
+        return tail
 
     def _check_errors(self, errors: list[str]) -> None:
         if len(errors) > self.config.max_decode_errors:
@@ -314,8 +329,15 @@ class PyAVReader(VideoReader):
             retries = 0
             while True:
                 frame = self._next_frame(deadline, errors)
-                if frame is None:
-                    return out  # end of stream: the caller pads
+                if frame is None:  # end of stream before the target: padding rule
+                    tail = self._last_decodable_frame(deadline, errors)
+                    if tail is not None:
+                        logger.warning(
+                            "%s: frame %d is past the last decodable frame (t=%.3f s); repeating that frame",
+                            self.path, index, float((tail.pts or 0) * self._time_base),
+                        )
+                        out[index] = self._to_array(tail)
+                    return out
                 pts = frame.pts if frame.pts is not None else self._last_pts
                 if first_after_seek and pts is not None and pts > target + half and retries < 3:
                     # The seek landed past the target: step further back and retry.
@@ -397,13 +419,8 @@ def open_video(path: str | os.PathLike[str], config: DecodeConfig | None = None)
     if backend not in BACKENDS:
         raise ValueError(f"unknown decoder backend {backend!r}; choose from {BACKENDS}")
     threads = config.num_threads if backend == PYAV else None
-    probe = probe_open(path, timeout_s=config.timeout_s, decoder_threads=threads)
+    probe = probe_open(path, timeout_s=config.timeout_s, decoder_threads=threads, max_pixels=config.max_pixels)
     info = probe.info
-    if info.width * info.height > config.max_pixels:
-        probe.container.close()
-        raise VideoTooLargeError(
-            info.path, f"frame size {info.width}x{info.height} exceeds the limit of {config.max_pixels} pixels"
-        )
     if backend == PYAV:
         return PyAVReader(probe, config)
     probe.container.close()

@@ -39,6 +39,7 @@ from data.errors import (
     UnsupportedCodecError,
     VideoNotFoundError,
     VideoReadError,
+    VideoTooLargeError,
 )
 
 logger = logging.getLogger(__name__)
@@ -223,13 +224,18 @@ class ProbeResult:
 
 
 def probe_open(
-    path: str | os.PathLike[str], timeout_s: float = 30.0, decoder_threads: int | None = None
+    path: str | os.PathLike[str],
+    timeout_s: float = 30.0,
+    decoder_threads: int | None = None,
+    max_pixels: int | None = None,
 ) -> ProbeResult:
     """Open and probe ``path``; the caller owns (and must close) ``result.container``.
 
     ``decoder_threads``: None leaves FFmpeg's single-threaded default (enough for
     a probe); otherwise threading is set to "AUTO" with that many threads
     (0 = FFmpeg chooses) before the first frame opens the decoder.
+    ``max_pixels``: raise :class:`VideoTooLargeError` before decoding anything when
+    the coded ``width * height`` exceeds it (None = no limit).
 
     Raises a :class:`data.errors.VideoReadError` subclass naming the file and reason.
     """
@@ -248,6 +254,8 @@ def probe_open(
             stream.codec_context.thread_type = "AUTO"
             stream.codec_context.thread_count = decoder_threads
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+        if max_pixels is not None and width * height > max_pixels:
+            raise VideoTooLargeError(p, f"frame size {width}x{height} exceeds the limit of {max_pixels} pixels")
         first_frames = decode_first_frames(container, stream, p, deadline)
         first = first_frames[0]
         if width <= 0 or height <= 0:
