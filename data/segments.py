@@ -109,6 +109,14 @@ def _split_long(start: float, end: float, max_len: float | None, min_segment_s: 
     return [(start + a, start + b) for a, b in pieces]
 
 
+def _seconds(timecode: object) -> float:
+    """Seconds of a PySceneDetect FrameTimecode (``seconds`` property in 0.7, ``get_seconds()`` before)."""
+    value = getattr(timecode, "seconds", None)
+    if value is None or callable(value):
+        value = timecode.get_seconds()  # type: ignore[attr-defined]
+    return float(value)
+
+
 def detect_shot_spans(
     path: str | os.PathLike[str], threshold: float = 27.0, min_shot_s: float = 0.5
 ) -> list[tuple[float, float]]:
@@ -129,7 +137,7 @@ def detect_shot_spans(
         scenes = manager.get_scene_list(start_in_scene=True)
     except Exception as exc:  # scenedetect wraps decoder failures in several types
         raise VideoReadError(info.path, f"shot detection failed ({exc})") from exc
-    spans = [(float(a.get_seconds()), float(b.get_seconds())) for a, b in scenes]
+    spans = [(_seconds(a), _seconds(b)) for a, b in scenes]
     if not spans:
         return [(0.0, info.duration_s)]
     return spans
