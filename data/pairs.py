@@ -66,7 +66,11 @@ def _row_to_record(row: dict[str, Any], root: Path, where: str) -> VideoTextReco
         path = root / path
     video_id = _first(row, _ID_KEYS)
     if video_id is None:
-        video_id = path.stem if start is None and end is None else f"{path.stem}@{start or 0:g}-{end if end is not None else 'end'}"
+        if start is None and end is None:
+            video_id = path.stem
+        else:
+            end_text = f"{end:g}" if end is not None else "end"
+            video_id = f"{path.stem}@{start or 0:g}-{end_text}"
     return VideoTextRecord(str(path), (str(caption).strip(),), str(video_id), start, end)
 
 
