@@ -125,7 +125,7 @@ def test_pairs_from_jsonl_and_csv_with_spans(tmp_path: Path) -> None:
     assert (records[1].start_s, records[1].end_s, records[1].video_id) == (1.0, 2.0, "a@1-2")
     csv_records = read_pairs(tmp_path / "pairs.csv")
     assert (csv_records[0].start_s, csv_records[1].start_s, csv_records[1].end_s) == (None, 3.0, 4.0)
-    ds = VideoTextPairsDataset(tmp_path / "pairs.csv", SamplingConfig(2), TransformConfig(size=32, normalize=False))
+    ds = VideoTextPairsDataset(tmp_path / "pairs.csv", SamplingConfig(2), TransformConfig(size=32, center_crop=False, normalize=False))
     clip = ds[1].video  # frames 32 and 37 of the span [3 s, 4 s)
     frames = (clip.permute(1, 2, 3, 0).numpy() * 255).round().astype("uint8")
     assert [read_frame_index(f) for f in frames] == [32, 37]
