@@ -195,21 +195,27 @@ class SceneSpec:
         }
 
 
-def _interp(a: ObjectState, b: ObjectState, alpha: float) -> ObjectState:
-    if alpha <= 0:
+def _mix(a: float, b: float, num: int, den: int) -> float:
+    """``a + (num/den) * (b - a)``, written so that ``_mix(a, b, n, d) == _mix(b, a, d - n, d)`` exactly."""
+    return (a * (den - num) + b * num) / den
+
+
+def _interp(a: ObjectState, b: ObjectState, num: int, den: int) -> ObjectState:
+    """State a fraction ``num/den`` of the way from ``a`` to ``b`` (colour switches at the midpoint)."""
+    if num <= 0:
         return a
-    if alpha >= 1:
+    if num >= den:
         return b
-    colour = a.colour if alpha < 0.5 else b.colour  # the drawn colour is blended in render
     return ObjectState(
-        a.x + alpha * (b.x - a.x), a.y + alpha * (b.y - a.y), a.size + alpha * (b.size - a.size), colour
+        _mix(a.x, b.x, num, den), _mix(a.y, b.y, num, den), _mix(a.size, b.size, num, den),
+        a.colour if 2 * num < den else b.colour,
     )
 
 
-def _rgb_at(a: ObjectState, b: ObjectState, alpha: float) -> np.ndarray:
-    ca, cb = np.array(COLOURS[a.colour], float), np.array(COLOURS[b.colour], float)
-    alpha = min(max(alpha, 0.0), 1.0)
-    return ca + alpha * (cb - ca)
+def _rgb_at(a: ObjectState, b: ObjectState, num: int, den: int) -> np.ndarray:
+    ca, cb = COLOURS[a.colour], COLOURS[b.colour]
+    num = min(max(num, 0), den)
+    return np.array([_mix(x, y, num, den) for x, y in zip(ca, cb)])
 
 
 def _draw(canvas: np.ndarray, shape: str, state: ObjectState, rgb: np.ndarray) -> None:
@@ -237,20 +243,21 @@ def render_scene(scene: SceneSpec, num_frames: int, height: int, width: int) -> 
     equals ``render_scene(scene, ...)[::-1]`` exactly.
     """
     n = len(scene.events)
+    den = 2 * num_frames
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
-        tau = (t + 0.5) / num_frames
         states = list(scene.initial)
         colours = [np.array(COLOURS[s.colour], float) for s in scene.initial]
         for k, e in enumerate(scene.events):
-            alpha = min(max(tau * n - k, 0.0), 1.0)
-            if alpha > 0:
-                states[e.object_id] = _interp(e.before, e.after, alpha)
-                colours[e.object_id] = _rgb_at(e.before, e.after, alpha)
+            # Progress of event k at time (t + 0.5) / T, as the exact fraction num / den.
+            num = min(max((2 * t + 1) * n - 2 * k * num_frames, 0), den)
+            if num > 0:
+                states[e.object_id] = _interp(e.before, e.after, num, den)
+                colours[e.object_id] = _rgb_at(e.before, e.after, num, den)
         canvas = np.empty((height, width, 3), dtype=np.uint8)
         canvas[:] = BACKGROUND
         for i, shape in enumerate(scene.shapes):
-            _draw(canvas, shape, states[i], np.round(colours[i]).astype(np.uint8))
+            _draw(canvas, shape, states[i], np.floor(colours[i] + 0.5).astype(np.uint8))
         frames[t] = canvas
     return frames
 
