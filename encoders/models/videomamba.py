@@ -206,7 +206,7 @@ class VideoMamba(nn.Module):
             else:
                 hidden, residual = layer(hidden, residual, layout)
         residual = residual + self.drop_path(hidden)
-        return self.norm_f(residual.to(self.norm_f.weight.dtype)), layout
+        return self.norm_f(residual), layout
 
     @staticmethod
     def pool(tokens: Tensor, layout: TokenLayout, output: Output) -> Tensor:

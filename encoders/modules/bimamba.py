@@ -124,8 +124,16 @@ class BiMambaMixer(nn.Module):
 
     def forward(self, hidden: Tensor, layout: Optional[TokenLayout] = None) -> Tensor:
         """hidden: (batch, length, d_model). ``layout`` is needed only for the
-        "temporal" and "spatial" backward orders."""
-        xz = self.in_proj(hidden).transpose(1, 2)  # (b, 2*d_inner, l), a view
+        "temporal" and "spatial" backward orders.
+
+        Everything between the two projections is kept in (batch, channels,
+        length) layout with unit stride along length, which is what the scan
+        kernels want: the projections are written as ``W @ x`` batched matmuls
+        so that no transposed copy is ever made.
+        """
+        xz = torch.matmul(self.in_proj.weight, hidden.transpose(1, 2))  # (b, 2*d_inner, l), contiguous
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias[:, None]
         if self.backward_order == "full":
             xz_b = xz.flip(-1)
             inverse = None
@@ -147,19 +155,19 @@ class BiMambaMixer(nn.Module):
     ) -> Tensor:
         """One direction: conv + SiLU, input-dependent (dt, B, C), gated scan.
         xz: (b, 2*d_inner, l) -> (b, d_inner, l)."""
-        x, z = xz.chunk(2, dim=1)
+        x, z = xz.chunk(2, dim=1)  # views with unit stride along l
         x = causal_conv1d(x, conv.weight, conv.bias, silu=True)  # (b, d_inner, l), contiguous
-        x_dbl = x_proj(x.transpose(1, 2))  # (b, l, dt_rank + 2N)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        x_dbl = torch.matmul(x_proj.weight, x)  # (b, dt_rank + 2N, l)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         # dt_proj's bias is applied inside the scan (before softplus), as mamba does.
-        delta = F.linear(dt, dt_proj.weight).transpose(1, 2)  # (b, d_inner, l)
+        delta = torch.matmul(dt_proj.weight, dt)  # (b, d_inner, l)
         A = -torch.exp(A_log.float())
         return selective_scan(
             x,
             delta,
             A,
-            B.transpose(1, 2),
-            C.transpose(1, 2),
+            B,
+            C,
             D.float(),
             z=z,
             delta_bias=dt_proj.bias.float(),

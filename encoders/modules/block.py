@@ -12,7 +12,12 @@ from .bimamba import TokenLayout
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm with a weight and no bias; statistics in float32."""
+    """Root-mean-square norm with a weight and no bias.
+
+    Statistics are computed in float32 whatever the input dtype, and the
+    output takes the weight's dtype (or the autocast dtype is left to the next
+    layer), so a float32 residual stream feeds bf16 weights without an extra
+    round trip through bf16."""
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -22,7 +27,7 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).to(x.dtype)
+        return (normed * self.weight.float()).to(self.weight.dtype)
 
 
 class DropPath(nn.Module):
@@ -61,6 +66,6 @@ class MambaBlock(nn.Module):
         self, hidden: Tensor, residual: Optional[Tensor], layout: Optional[TokenLayout] = None
     ) -> tuple[Tensor, Tensor]:
         residual = hidden if residual is None else residual + self.drop_path(hidden)
-        hidden = self.norm(residual.to(self.norm.weight.dtype))
         residual = residual.float()
+        hidden = self.norm(residual)
         return self.mixer(hidden, layout), residual

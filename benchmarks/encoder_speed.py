@@ -1,0 +1,223 @@
+"""Throughput and peak memory of VideoMamba against joint space-time attention ViTs.
+
+    python benchmarks/encoder_speed.py                       # GPU: Ti and S, 8-64 frames
+    python benchmarks/encoder_speed.py --device cpu          # CPU: 8 frames, batch 1
+    python benchmarks/encoder_speed.py --profile             # + kernel profile of Ti, 8 frames
+
+Every model runs in the same process on the same inputs. Inference is bf16 (weights cast,
+CUDA) under ``torch.inference_mode``; the training step is bf16 autocast with fp32 weights,
+forward + backward + AdamW. The ViT baseline is DeiT-shaped (12 layers, width = the
+VideoMamba width, 64-dim heads, MLP ratio 4) attending jointly over all 1 + T*196 tokens,
+with PyTorch's fused SDPA ("flash") or an explicit softmax(QK^T)V ("naive").
+Prints a markdown table: clips/s and peak GiB per model, frames and mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from encoders import create_video_encoder  # noqa: E402
+
+logger = logging.getLogger("encoder_speed")
+
+
+class JointAttentionViT(nn.Module):
+    """Plain ViT over all space-time tokens: the TimeSformer "joint" baseline."""
+
+    def __init__(self, width: int, depth: int = 12, head_dim: int = 64, patch: int = 16, naive: bool = False):
+        super().__init__()
+        self.heads = max(1, width // head_dim)
+        self.naive = naive
+        self.patch_embed = nn.Conv3d(3, width, (1, patch, patch), (1, patch, patch))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                dict(
+                    norm1=nn.LayerNorm(width),
+                    qkv=nn.Linear(width, 3 * width),
+                    proj=nn.Linear(width, width),
+                    norm2=nn.LayerNorm(width),
+                    fc1=nn.Linear(width, 4 * width),
+                    fc2=nn.Linear(4 * width, width),
+                )
+            )
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if not self.naive:
+            return F.scaled_dot_product_attention(q, k, v)
+        weights = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        return weights.softmax(dim=-1) @ v
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(video).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        b, n, c = x.shape
+        for blk in self.blocks:
+            qkv = blk["qkv"](blk["norm1"](x)).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            attn = self.attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape(b, n, c)
+            x = x + blk["proj"](attn)
+            x = x + blk["fc2"](F.gelu(blk["fc1"](blk["norm2"](x))))
+        return self.norm(x)[:, 0]
+
+
+@dataclasses.dataclass
+class Row:
+    model: str
+    mode: str
+    frames: int
+    batch: int
+    clips_per_s: float
+    peak_gib: float
+    note: str = ""
+
+
+def measure(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> tuple[float, float]:
+    """Seconds per call and peak GiB (CUDA only; NaN on CPU)."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elapsed = (time.perf_counter() - start) / iters
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return elapsed, peak
+
+
+def build(kind: str, width_name: str, frames: int, scan_backend: str | None) -> nn.Module:
+    width = {"tiny": 192, "small": 384}[width_name]
+    if kind == "videomamba":
+        return create_video_encoder(f"videomamba_{width_name}", num_frames=frames, scan_backend=scan_backend)
+    return JointAttentionViT(width, naive=(kind == "vit_naive"))
+
+
+def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, device: torch.device,
+              args: argparse.Namespace) -> Row:
+    name = f"{kind}-{width_name}"
+    torch.manual_seed(0)
+    model = build(kind, width_name, frames, args.scan_backend).to(device)
+    video = torch.randn(batch, 3, frames, args.img_size, args.img_size, device=device)
+    bf16 = device.type == "cuda"
+    if mode == "inference":
+        model.eval()
+        if bf16:
+            model = model.to(torch.bfloat16)
+            video = video.to(torch.bfloat16)
+
+        def step() -> None:
+            with torch.inference_mode():
+                model(video)
+    else:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = model(video).float().pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    try:
+        seconds, peak = measure(step, device, args.warmup, args.iters)
+        row = Row(name, mode, frames, batch, batch / seconds, peak)
+    except torch.OutOfMemoryError:
+        row = Row(name, mode, frames, batch, float("nan"), float("nan"), "out of memory")
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def profile_videomamba(device: torch.device, args: argparse.Namespace) -> str:
+    """Top CUDA kernels of a VideoMamba-Ti bf16 inference call (8 frames, batch 32)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = create_video_encoder("videomamba_tiny", scan_backend=args.scan_backend).to(device).eval()
+    model = model.to(torch.bfloat16)
+    video = torch.randn(32, 3, 8, args.img_size, args.img_size, device=device, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        for _ in range(3):
+            model(video)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                model(video)
+            torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--frames", type=int, nargs="+", default=None)
+    parser.add_argument("--widths", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
+    parser.add_argument("--models", nargs="+", default=["videomamba", "vit_flash", "vit_naive"],
+                        choices=["videomamba", "vit_flash", "vit_naive"])
+    parser.add_argument("--modes", nargs="+", default=["inference", "train"], choices=["inference", "train"])
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--clips-per-batch", type=int, default=256,
+                        help="inference batch = this / frames (32 at 8 frames); training uses half")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--scan-backend", default=None)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        args.frames = args.frames or [8]
+        args.warmup, args.iters = min(args.warmup, 1), min(args.iters, 2)
+    frames_list = args.frames or [8, 16, 32, 64]
+
+    rows: list[Row] = []
+    for width in args.widths:
+        for frames in frames_list:
+            for mode in args.modes:
+                batch = 1 if device.type == "cpu" else max(1, args.clips_per_batch // frames)
+                if mode == "train" and device.type != "cpu":
+                    batch = max(1, batch // 2)
+                for kind in args.models:
+                    row = bench_one(kind, width, frames, batch, mode, device, args)
+                    rows.append(row)
+                    logger.info("%s", row)
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"\ndevice: {gpu}; torch {torch.__version__}; img {args.img_size}px; "
+          f"{'bf16' if device.type == 'cuda' else 'fp32'}\n")
+    print("| model | mode | frames | batch | clips/s | peak GiB | vs vit_flash | note |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        ref = next((r for r in rows if r.model == f"vit_flash-{row.model.split('-')[1]}" and r.mode == row.mode
+                    and r.frames == row.frames), None)
+        ratio = row.clips_per_s / ref.clips_per_s if ref and ref.clips_per_s == ref.clips_per_s else float("nan")
+        print(f"| {row.model} | {row.mode} | {row.frames} | {row.batch} | {row.clips_per_s:.1f} | "
+              f"{row.peak_gib:.2f} | {ratio:.2f}x | {row.note} |")
+    if args.profile and device.type == "cuda":
+        print("\nVideoMamba-Ti bf16 inference, 8 frames, batch 32, 5 calls:\n")
+        print(profile_videomamba(device, args))
+
+
+if __name__ == "__main__":
+    main()
