@@ -161,11 +161,13 @@ def profile_videomamba(device: torch.device, args: argparse.Namespace) -> str:
         for _ in range(3):
             model(video)
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
                 model(video)
             torch.cuda.synchronize()
-    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=20)
+    averages = prof.key_averages()
+    return (averages.table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=70)
+            + "\n" + averages.table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
 
 
 def main() -> None:

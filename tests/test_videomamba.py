@@ -215,3 +215,37 @@ def test_backward_permutations():
     assert perm[inverse].tolist() == list(range(7))
     perm, _ = _backward_permutation("spatial", layout, torch.device("cpu"))
     assert perm.tolist() == [2, 1, 4, 3, 6, 5, 0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_triton_causal_conv_matches_conv1d(dtype, tol):
+    from encoders.ops.causal_conv import causal_conv1d_reference, causal_conv1d_triton
+
+    torch.manual_seed(0)
+    # A strided input, as the mixer passes it (a channel slice of a bigger tensor).
+    xz = torch.randn(3, 2 * 37, 1571, device="cuda", dtype=dtype)
+    x = xz[:, 37:]
+    weight = torch.randn(37, 1, 4, device="cuda", dtype=dtype)
+    bias = torch.randn(37, device="cuda", dtype=dtype)
+    for b in (bias, None):
+        for silu in (True, False):
+            expected = causal_conv1d_reference(x.double(), weight.double(), None if b is None else b.double(), silu)
+            actual = causal_conv1d_triton(x, weight, b, silu)
+            assert actual.is_contiguous() and actual.dtype == dtype
+            err = (actual.double() - expected).abs().max() / expected.abs().max()
+            assert err <= tol
+
+
+@pytest.mark.gpu
+def test_cuda_encoder_matches_cpu_encoder():
+    """The whole backbone on GPU (mamba-ssm scan if installed, Triton conv) against
+    the CPU path (PyTorch scan, F.conv1d), float32, same weights and input."""
+    torch.manual_seed(0)
+    model = create_video_encoder("videomamba_tiny", depth=4, embed_dim=64, img_size=64, num_frames=8).eval()
+    video = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        expected = model(video, output="tokens")
+        actual = model.cuda()(video.cuda(), output="tokens").cpu()
+    err = (actual - expected).abs().max() / expected.abs().max()
+    assert err <= 1e-4

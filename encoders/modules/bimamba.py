@@ -126,41 +126,48 @@ class BiMambaMixer(nn.Module):
         """hidden: (batch, length, d_model). ``layout`` is needed only for the
         "temporal" and "spatial" backward orders.
 
-        Everything between the two projections is kept in (batch, channels,
+        Between the two projections everything stays in (batch, channels,
         length) layout with unit stride along length, which is what the scan
-        kernels want: the projections are written as ``W @ x`` batched matmuls
-        so that no transposed copy is ever made.
+        kernels want, and every projection is one (batched) GEMM whose operands
+        cuBLAS reads in place: no transposed copy is made anywhere.
         """
-        xz = torch.matmul(self.in_proj.weight, hidden.transpose(1, 2))  # (b, 2*d_inner, l), contiguous
+        batch, length, _ = hidden.shape
+        # in_proj as W @ hidden^T over all (batch, length) columns: the result
+        # (2*d_inner, batch*length) viewed as (batch, 2*d_inner, length).
+        xz = torch.mm(self.in_proj.weight, hidden.reshape(batch * length, -1).t())
+        xz = xz.view(-1, batch, length).transpose(0, 1)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None]
         if self.backward_order == "full":
             xz_b = xz.flip(-1)
             inverse = None
         else:
-            if layout is None or layout.length != hidden.shape[1]:
+            if layout is None or layout.length != length:
                 raise ValueError(
                     f"backward_order={self.backward_order!r} needs the token layout "
-                    f"(got {layout} for length {hidden.shape[1]})"
+                    f"(got {layout} for length {length})"
                 )
             perm, inverse = _backward_permutation(self.backward_order, layout, hidden.device)
             xz_b = xz.index_select(-1, perm)
         y = self._scan(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         y_b = self._scan(xz_b, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         y = y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
-        return self.out_proj(y.transpose(1, 2))
+        # out_proj: (b, l, d_inner) @ W^T, with y^T read in place (column-major).
+        out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
+        return out if self.out_proj.bias is None else out + self.out_proj.bias
 
     def _scan(
         self, xz: Tensor, conv: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor
     ) -> Tensor:
         """One direction: conv + SiLU, input-dependent (dt, B, C), gated scan.
         xz: (b, 2*d_inner, l) -> (b, d_inner, l)."""
+        batch = xz.shape[0]
         x, z = xz.chunk(2, dim=1)  # views with unit stride along l
         x = causal_conv1d(x, conv.weight, conv.bias, silu=True)  # (b, d_inner, l), contiguous
-        x_dbl = torch.matmul(x_proj.weight, x)  # (b, dt_rank + 2N, l)
+        x_dbl = torch.bmm(x_proj.weight.expand(batch, -1, -1), x)  # (b, dt_rank + 2N, l)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         # dt_proj's bias is applied inside the scan (before softplus), as mamba does.
-        delta = torch.matmul(dt_proj.weight, dt)  # (b, d_inner, l)
+        delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)  # (b, d_inner, l)
         A = -torch.exp(A_log.float())
         return selective_scan(
             x,

@@ -1,4 +1,11 @@
-"""Depthwise causal 1-D convolution, the short convolution in front of every scan."""
+"""Depthwise causal 1-D convolution (+ SiLU), the short convolution in front of every scan.
+
+Paths, fastest first:
+  * the optional `causal-conv1d` package's CUDA kernel (forward and backward);
+  * a Triton kernel for inference on CUDA (no autograd): reads any strided
+    input in place, fuses bias and SiLU, writes a contiguous output;
+  * ``F.conv1d`` on a left-padded input (CPU, training without causal-conv1d).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,21 @@ import functools
 import logging
 from typing import Callable, Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
+try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs lack it.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
 
 @functools.lru_cache(maxsize=1)
-def _causal_conv1d_cuda() -> Optional[Callable]:
+def _causal_conv1d_package() -> Optional[Callable]:
     """The optional `causal-conv1d` package's fused kernel, or None."""
     try:
         from causal_conv1d import causal_conv1d_fn
@@ -23,20 +37,72 @@ def _causal_conv1d_cuda() -> Optional[Callable]:
     return causal_conv1d_fn
 
 
+if triton is not None:
+
+    @triton.jit
+    def _causal_conv1d_fwd_kernel(
+        x_ptr, w_ptr, bias_ptr, out_ptr,
+        dim, length, stride_xb, stride_xd, stride_xl,
+        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        row = tl.program_id(0)  # batch * dim + channel
+        block = tl.program_id(1)
+        b = row // dim
+        d = row % dim
+        offs = block * BLOCK_L + tl.arange(0, BLOCK_L)
+        x_row = x_ptr + b.to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        acc = tl.zeros([BLOCK_L], dtype=tl.float32)
+        for k in tl.static_range(WIDTH):
+            pos = offs - (WIDTH - 1) + k
+            w = tl.load(w_ptr + d * WIDTH + k).to(tl.float32)
+            xv = tl.load(x_row + pos * stride_xl, mask=(pos >= 0) & (pos < length), other=0.0)
+            acc += w * xv.to(tl.float32)
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + d).to(tl.float32)
+        if SILU:
+            acc = acc * tl.sigmoid(acc)
+        tl.store(out_ptr + row.to(tl.int64) * length + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < length)
+
+
+def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True) -> Tensor:
+    """Triton forward (no autograd). x: (batch, channels, length), any strides, CUDA."""
+    if triton is None:
+        raise RuntimeError("causal_conv1d_triton needs Triton (a CUDA build of PyTorch)")
+    batch, dim, length = x.shape
+    w = weight.reshape(dim, -1).contiguous()
+    out = torch.empty(batch, dim, length, device=x.device, dtype=x.dtype)
+    block = min(1024, triton.next_power_of_2(max(length, 16)))
+    grid = (batch * dim, triton.cdiv(length, block))
+    _causal_conv1d_fwd_kernel[grid](
+        x, w, bias if bias is not None else w, out,
+        dim, length, x.stride(0), x.stride(1), x.stride(2),
+        HAS_BIAS=bias is not None, SILU=silu, WIDTH=w.shape[1], BLOCK_L=block,
+    )
+    return out
+
+
+def causal_conv1d_reference(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True) -> Tensor:
+    """``F.conv1d`` on a left-padded input; differentiable, any device."""
+    w = weight.reshape(weight.shape[0], -1)
+    y = F.conv1d(F.pad(x, (w.shape[1] - 1, 0)), w.unsqueeze(1).to(x.dtype),
+                 None if bias is None else bias.to(x.dtype), groups=x.shape[1])
+    return F.silu(y) if silu else y
+
+
 def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True) -> Tensor:
     """y[:, c, t] = act(bias[c] + sum_k weight[c, k] * x[:, c, t - (K-1) + k]), zeros before t=0.
 
     x: (batch, channels, length); weight: (channels, K) or (channels, 1, K);
     returns a contiguous (batch, channels, length) tensor in x's dtype.
-    Uses the fused `causal-conv1d` kernel on CUDA when installed, else one
-    `F.conv1d` call on a left-padded input (the output comes out contiguous,
-    no slice-and-copy of a symmetric padding).
     """
     w = weight.reshape(weight.shape[0], -1)
-    width = w.shape[1]
-    fused = _causal_conv1d_cuda() if x.is_cuda else None
-    if fused is not None and 2 <= width <= 4:
-        return fused(x, w.to(x.dtype), None if bias is None else bias.to(x.dtype), "silu" if silu else None)
-    y = F.conv1d(F.pad(x, (width - 1, 0)), w.unsqueeze(1).to(x.dtype),
-                 None if bias is None else bias.to(x.dtype), groups=x.shape[1])
-    return F.silu(y) if silu else y
+    if x.is_cuda:
+        fused = _causal_conv1d_package()
+        if fused is not None and 2 <= w.shape[1] <= 4:
+            return fused(x, w.to(x.dtype), None if bias is None else bias.to(x.dtype), "silu" if silu else None)
+        needs_grad = torch.is_grad_enabled() and (
+            x.requires_grad or w.requires_grad or (bias is not None and bias.requires_grad)
+        )
+        if triton is not None and not needs_grad:
+            return causal_conv1d_triton(x, w, bias, silu)
+    return causal_conv1d_reference(x, w, bias, silu)

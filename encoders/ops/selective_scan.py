@@ -127,7 +127,9 @@ def selective_scan(
     chosen = resolve_scan_backend(backend, u.device)
     if chosen == "cuda":
         fn = _mamba_ssm_scan_fn()
-        return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        # mamba-ssm wants float32 "weights" (A, D, delta_bias) whatever the input dtype.
+        return fn(u, delta, A.float(), B, C, None if D is None else D.float(), z,
+                  None if delta_bias is None else delta_bias.float(), delta_softplus, return_last_state)
     return selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
 
 
