@@ -164,6 +164,12 @@ class DualEncoder(nn.Module):
         if not load_pretrained:
             text_cfg = dataclasses.replace(text_cfg, checkpoint_path=None, hf_pretrained=False)
         self.text: TextEncoder = create_text_encoder(text_cfg)
+        if text_cfg.kind == "hf" and text_cfg.hf_pooler_type != "cls_pooler":
+            # BERT's pooling layer is unused by every other pooler; without it every
+            # parameter gets a gradient (DDP requires that) and checkpoints stay smaller.
+            transformer = getattr(self.text.tower, "transformer", None)
+            if getattr(transformer, "pooler", None) is not None:
+                transformer.pooler = None
         width = self.video.embed_dim
         self.pool_norm = nn.LayerNorm(width)
         self.vision_proj = nn.Linear(width, config.embed_dim)
