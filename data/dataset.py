@@ -150,8 +150,10 @@ class VideoTextDataset(Dataset):
         except VideoReadError as exc:
             logger.debug("skipping item %d: %s", index, exc)
             return SkippedSample(index, record.video_id, record.video_path, type(exc).__name__, exc.reason)
-        except (ValueError, RuntimeError, IndexError, MemoryError, OSError) as exc:
-            # Anything else a decoder or transform raises on a strange file: report, don't crash.
+        except Exception as exc:  # noqa: BLE001
+            # Anything else a decoder or transform raises on a strange file (FFmpeg, decord and
+            # torch errors have no common base): report it, don't kill the run.  Systematic
+            # failures still stop training through BadSampleReport's bad-fraction limit.
             logger.warning("skipping item %d (%s): %s: %s", index, record.video_path, type(exc).__name__, exc)
             return SkippedSample(index, record.video_id, record.video_path, type(exc).__name__, str(exc))
         return VideoTextSample(
