@@ -1,0 +1,157 @@
+"""``python -m training.evaluate`` end to end on tiny on-disk datasets (synthetic videos
+written as MP4 in both the synthetic and the MSR-VTT layout, and a pairs file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data.clip import load_clip
+from data.sampling import SamplingConfig
+from data.synthetic import SyntheticConfig, write_synthetic_dataset
+from data.transforms import TransformConfig
+from tests.training_fixtures import tiny_model_config
+from training.checkpoint import save_model
+from training.dual_encoder import create_dual_encoder
+from training.evaluate import main as evaluate_main
+from training.evaluate_io import read_results_json
+from training.retrieval_metrics import evaluate_retrieval
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 synthetic clips (6 forward/backward pairs), 4 frames of 32x32, MSR-VTT layout;
+    the last 3 pairs (6 videos) are the test split."""
+    root = tmp_path_factory.mktemp("synthetic_disk")
+    write_synthetic_dataset(root, SyntheticConfig(num_videos=12, seed=3, num_frames=4, height=32, width=32,
+                                                  max_events=2), msrvtt_layout=True, test_fraction=0.5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = create_dual_encoder(tiny_model_config())
+    return save_model(model, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+def _reference_results(checkpoint: Path, rows: list[dict], root: Path, all_captions: bool):
+    """Metrics computed clip by clip, independently of the evaluation code's batching and grouping."""
+    from training.checkpoint import load_model
+
+    model = load_model(checkpoint)
+    sampling, transform = SamplingConfig(num_frames=4, mode="middle"), TransformConfig(size=32)
+    with torch.no_grad():
+        videos = torch.cat([model.encode_video(load_clip(root / row["video"], sampling, transform)[None])
+                            for row in rows])
+        captions, owners = [], []
+        for position, row in enumerate(rows):
+            chosen = row["captions"] if all_captions else row["captions"][:1]
+            captions += chosen
+            owners += [position] * len(chosen)
+        texts = model.encode_text(model.tokenize(captions))
+    return evaluate_retrieval(model.similarity(texts, videos), np.array(owners)), len(captions)
+
+
+def _assert_matches(document: dict, reference, name: str = "raw") -> None:
+    for direction in ("text_to_video", "video_to_text"):
+        got, want = document["results"][name][direction], getattr(reference, direction)
+        for key in ("r1", "r5", "r10", "median_rank", "mean_rank", "num_queries", "num_gallery"):
+            assert got[key] == pytest.approx(getattr(want, key)), (direction, key)
+
+
+def test_synthetic_cli_subprocess_matches_clip_by_clip_reference(dataset_dir: Path, checkpoint: Path,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", "--checkpoint", str(checkpoint), "--dataset", "synthetic",
+         "--root", str(dataset_dir), "--out", str(out), "--num-workers", "0", "--batch-size", "4"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| raw | text-to-video" in done.stdout and "video-to-text" in done.stdout
+    document = read_results_json(out)
+    rows = [json.loads(line) for line in (dataset_dir / "captions.jsonl").read_text().splitlines()]
+    test_rows = [row for row in rows if row["split"] == "test"]
+    assert len(test_rows) == 6
+    reference, num_captions = _reference_results(checkpoint, test_rows, dataset_dir, all_captions=True)
+    meta = document["meta"]
+    assert meta["num_videos"] == 6 and meta["num_captions"] == num_captions == 18
+    assert meta["num_frames"] == 4 and meta["img_size"] == 32 and meta["sampling"] == "middle"
+    assert meta["skipped_videos"] == [] and meta["eval_set"].endswith("split=test)")
+    _assert_matches(document, reference)
+
+
+def test_msrvtt_layout_with_dsl(dataset_dir: Path, checkpoint: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "msrvtt.json"
+    code = evaluate_main(["--checkpoint", str(checkpoint), "--dataset", "msrvtt", "--root", str(dataset_dir),
+                          "--postprocess", "dsl", "--out", str(out), "--num-workers", "0"])
+    assert code == 0
+    assert "text-to-video (dsl)" in capsys.readouterr().out
+    document = read_results_json(out)
+    assert set(document["results"]) == {"raw", "dsl"}
+    assert document["meta"]["num_videos"] == 6 and document["meta"]["num_captions"] == 6  # JSFusion: one each
+    rows = [json.loads(line) for line in (dataset_dir / "captions.jsonl").read_text().splitlines()]
+    reference, _ = _reference_results(checkpoint, [r for r in rows if r["split"] == "test"], dataset_dir,
+                                      all_captions=False)
+    _assert_matches(document, reference)
+    assert document["results"]["dsl"]["text_to_video"]["postprocess"] == "dsl"
+
+
+def test_qbnorm_uses_training_captions_as_bank(dataset_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "qb.json"
+    assert evaluate_main(["--checkpoint", str(checkpoint), "--dataset", "synthetic", "--root", str(dataset_dir),
+                          "--postprocess", "qbnorm", "--out", str(out), "--num-workers", "0"]) == 0
+    document = read_results_json(out)
+    assert document["meta"]["qbnorm_bank_size"] == 18  # 6 training videos x 3 paraphrases
+    assert document["results"]["qbnorm"]["text_to_video"]["postprocess"] == "qbnorm"
+
+
+def test_pairs_rows_of_one_video_become_several_captions(dataset_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (dataset_dir / "captions.jsonl").read_text().splitlines()][:4]
+    pairs = tmp_path / "pairs.jsonl"
+    lines = [{"video": str(dataset_dir / r["video"]), "caption": r["caption"]} for r in rows]
+    lines.append({"video": str(dataset_dir / rows[0]["video"]), "caption": rows[0]["captions"][1]})
+    pairs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "pairs.json"
+    assert evaluate_main(["--checkpoint", str(checkpoint), "--dataset", "pairs", "--root", str(tmp_path),
+                          "--out", str(out), "--num-workers", "0"]) == 0
+    document = read_results_json(out)
+    assert document["meta"]["num_videos"] == 4 and document["meta"]["num_captions"] == 5
+    t2v, v2t = document["results"]["raw"]["text_to_video"], document["results"]["raw"]["video_to_text"]
+    assert t2v["num_queries"] == 5 and t2v["num_gallery"] == 4
+    assert v2t["num_queries"] == 4 and v2t["num_gallery"] == 5
+
+
+def test_unreadable_video_is_left_out_and_reported(dataset_dir: Path, checkpoint: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (dataset_dir / "captions.jsonl").read_text().splitlines()][:3]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    lines = [{"video": str(dataset_dir / r["video"]), "caption": r["caption"]} for r in rows]
+    lines.append({"video": str(broken), "caption": "a caption of a broken file"})
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "broken.json"
+    assert evaluate_main(["--checkpoint", str(checkpoint), "--dataset", "pairs", "--root", str(tmp_path),
+                          "--out", str(out), "--num-workers", "0"]) == 0
+    meta = read_results_json(out)["meta"]
+    assert meta["skipped_videos"] == ["broken"]
+    assert meta["num_videos"] == 3 and meta["num_captions"] == 3
+
+
+def test_foreign_checkpoint_fails_with_message(dataset_dir: Path, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    code = evaluate_main(["--checkpoint", str(foreign), "--dataset", "synthetic", "--root", str(dataset_dir)])
+    assert code == 2
+    assert "foreign.pt is not a mambasearch.dual_encoder checkpoint" in caplog.text
