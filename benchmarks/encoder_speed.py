@@ -111,10 +111,10 @@ def build(kind: str, width_name: str, frames: int, scan_backend: str | None) -> 
 
 
 def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, device: torch.device,
-              args: argparse.Namespace) -> Row:
-    name = f"{kind}-{width_name}"
+              args: argparse.Namespace, scan_backend: str | None = None) -> Row:
+    name = f"{kind}[{scan_backend}]-{width_name}" if kind == "videomamba" else f"{kind}-{width_name}"
     torch.manual_seed(0)
-    model = build(kind, width_name, frames, args.scan_backend).to(device)
+    model = build(kind, width_name, frames, scan_backend).to(device)
     video = torch.randn(batch, 3, frames, args.img_size, args.img_size, device=device)
     bf16 = device.type == "cuda"
     if mode == "inference":
@@ -154,7 +154,7 @@ def profile_videomamba(device: torch.device, args: argparse.Namespace) -> str:
     """Top CUDA kernels of a VideoMamba-Ti bf16 inference call (8 frames, batch 32)."""
     from torch.profiler import ProfilerActivity, profile
 
-    model = create_video_encoder("videomamba_tiny", scan_backend=args.scan_backend).to(device).eval()
+    model = create_video_encoder("videomamba_tiny", scan_backend=args.scan_backends[0]).to(device).eval()
     model = model.to(torch.bfloat16)
     video = torch.randn(32, 3, 8, args.img_size, args.img_size, device=device, dtype=torch.bfloat16)
     with torch.inference_mode():
@@ -183,7 +183,9 @@ def main() -> None:
                         help="inference batch = this / frames (32 at 8 frames); training uses half")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--scan-backend", default=None)
+    parser.add_argument("--scan-backends", nargs="+", default=["auto"],
+                        help="VideoMamba scan backends to compare in inference (training always uses auto, "
+                             "which picks the CUDA or PyTorch scan since the Triton kernel is forward-only)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -201,9 +203,11 @@ def main() -> None:
                 if mode == "train" and device.type != "cpu":
                     batch = max(1, batch // 2)
                 for kind in args.models:
-                    row = bench_one(kind, width, frames, batch, mode, device, args)
-                    rows.append(row)
-                    logger.info("%s", row)
+                    backends = args.scan_backends if kind == "videomamba" and mode == "inference" else ["auto"]
+                    for backend in backends:
+                        row = bench_one(kind, width, frames, batch, mode, device, args, backend)
+                        rows.append(row)
+                        logger.info("%s", row)
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\ndevice: {gpu}; torch {torch.__version__}; img {args.img_size}px; "
@@ -217,7 +221,7 @@ def main() -> None:
         print(f"| {row.model} | {row.mode} | {row.frames} | {row.batch} | {row.clips_per_s:.1f} | "
               f"{row.peak_gib:.2f} | {ratio:.2f}x | {row.note} |")
     if args.profile and device.type == "cuda":
-        print("\nVideoMamba-Ti bf16 inference, 8 frames, batch 32, 5 calls:\n")
+        print(f"\nVideoMamba-Ti bf16 inference, 8 frames, batch 32, 5 calls, scan backend {args.scan_backends[0]}:\n")
         print(profile_videomamba(device, args))
 
 

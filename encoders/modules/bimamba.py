@@ -12,8 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops.causal_conv import causal_conv1d
-from ..ops.selective_scan import selective_scan
+from ..ops.causal_conv import causal_conv1d, causal_conv1d_triton
+from ..ops.selective_scan import resolve_scan_backend, scan_needs_grad, selective_scan
+from ..ops.triton_scan import bidirectional_selective_scan_triton
 
 BACKWARD_ORDERS = ("full", "temporal", "spatial")
 
@@ -138,6 +139,10 @@ class BiMambaMixer(nn.Module):
         xz = xz.view(-1, batch, length).transpose(0, 1)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None]
+        if self.backward_order == "full" and self._fused_bidirectional(hidden):
+            y = self._fused_scan(xz)
+            out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
+            return out if self.out_proj.bias is None else out + self.out_proj.bias
         if self.backward_order == "full":
             xz_b = xz.flip(-1)
             inverse = None
@@ -155,6 +160,32 @@ class BiMambaMixer(nn.Module):
         # out_proj: (b, l, d_inner) @ W^T, with y^T read in place (column-major).
         out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
         return out if self.out_proj.bias is None else out + self.out_proj.bias
+
+    def _fused_bidirectional(self, hidden: Tensor) -> bool:
+        """Use the one-launch Triton path: CUDA, no autograd, backend resolves to "triton"."""
+        if not hidden.is_cuda:
+            return False
+        needs_grad = scan_needs_grad(hidden, self.in_proj.weight)
+        return resolve_scan_backend(self.scan_backend, hidden.device, needs_grad) == "triton"
+
+    def _project(self, x: Tensor, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor):
+        """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its conv output."""
+        batch = x.shape[0]
+        x_dbl = torch.bmm(x_proj.weight.expand(batch, -1, -1), x)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)
+        return x, delta, -torch.exp(A_log.float()), B, C, D.float(), dt_proj.bias.float()
+
+    def _fused_scan(self, xz: Tensor) -> Tensor:
+        """Both directions without flips: the backward direction's conv is
+        anti-causal on the unflipped sequence, its projections are pointwise in
+        time, and the Triton kernel scans it from the last position to the first."""
+        x, z = xz.chunk(2, dim=1)
+        u_f = causal_conv1d_triton(x, self.conv1d.weight, self.conv1d.bias, silu=True)
+        u_b = causal_conv1d_triton(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
+        forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
+        backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+        return bidirectional_selective_scan_triton(forward, backward, z)
 
     def _scan(
         self, xz: Tensor, conv: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor

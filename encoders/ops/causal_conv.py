@@ -43,7 +43,8 @@ if triton is not None:
     def _causal_conv1d_fwd_kernel(
         x_ptr, w_ptr, bias_ptr, out_ptr,
         dim, length, stride_xb, stride_xd, stride_xl,
-        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr, BLOCK_L: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, REVERSE: tl.constexpr, WIDTH: tl.constexpr,
+        BLOCK_L: tl.constexpr,
     ):
         row = tl.program_id(0)  # batch * dim + channel
         block = tl.program_id(1)
@@ -53,7 +54,10 @@ if triton is not None:
         x_row = x_ptr + b.to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
         acc = tl.zeros([BLOCK_L], dtype=tl.float32)
         for k in tl.static_range(WIDTH):
-            pos = offs - (WIDTH - 1) + k
+            if REVERSE:  # anti-causal: the causal conv of the reversed sequence, read in place
+                pos = offs + (WIDTH - 1) - k
+            else:
+                pos = offs - (WIDTH - 1) + k
             w = tl.load(w_ptr + d * WIDTH + k).to(tl.float32)
             xv = tl.load(x_row + pos * stride_xl, mask=(pos >= 0) & (pos < length), other=0.0)
             acc += w * xv.to(tl.float32)
@@ -64,8 +68,13 @@ if triton is not None:
         tl.store(out_ptr + row.to(tl.int64) * length + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < length)
 
 
-def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True) -> Tensor:
-    """Triton forward (no autograd). x: (batch, channels, length), any strides, CUDA."""
+def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
+                         reverse: bool = False) -> Tensor:
+    """Triton forward (no autograd). x: (batch, channels, length), any strides, CUDA.
+
+    ``reverse=True`` computes the anti-causal conv
+    y[:, c, t] = act(bias[c] + sum_k weight[c, k] * x[:, c, t + (K-1) - k]),
+    which equals ``flip(causal_conv(flip(x)))`` without making either flip."""
     if triton is None:
         raise RuntimeError("causal_conv1d_triton needs Triton (a CUDA build of PyTorch)")
     batch, dim, length = x.shape
@@ -76,7 +85,7 @@ def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu
     _causal_conv1d_fwd_kernel[grid](
         x, w, bias if bias is not None else w, out,
         dim, length, x.stride(0), x.stride(1), x.stride(2),
-        HAS_BIAS=bias is not None, SILU=silu, WIDTH=w.shape[1], BLOCK_L=block,
+        HAS_BIAS=bias is not None, SILU=silu, REVERSE=reverse, WIDTH=w.shape[1], BLOCK_L=block,
     )
     return out
 

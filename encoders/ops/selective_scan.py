@@ -17,10 +17,13 @@ returns y: (batch, dim, length) in u's dtype (and the final state
 (batch, dim, state) in float32 if ``return_last_state``).
 
 Backends:
+  * ``"triton"``: this project's fused Triton kernel (CUDA tensors, forward only:
+    inference; see :mod:`encoders.ops.triton_scan`).
   * ``"cuda"``:  mamba-ssm's fused CUDA kernel (optional dependency, CUDA tensors).
   * ``"torch"``: pure PyTorch, any device, autograd; a two-level chunked scan
     (see :func:`selective_scan_torch`).
-  * ``"auto"``:  the fastest available for the tensors at hand.
+  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA "triton"
+    when no gradient is needed, else "cuda" if mamba-ssm imports, else "torch".
 
 The backend is chosen by the ``backend`` argument, else the environment variable
 ``MAMBASEARCH_SCAN_BACKEND``, else ``"auto"``.
@@ -38,10 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .triton_scan import bidirectional_selective_scan_triton, triton_available
+
 logger = logging.getLogger(__name__)
 
 SCAN_BACKEND_ENV = "MAMBASEARCH_SCAN_BACKEND"
-SCAN_BACKENDS = ("auto", "cuda", "torch")
+SCAN_BACKENDS = ("auto", "triton", "cuda", "torch")
 
 
 class ScanBackendUnavailable(RuntimeError):
@@ -69,16 +74,16 @@ def cuda_scan_available() -> bool:
     return torch.cuda.is_available() and _mamba_ssm_scan_fn() is not None
 
 
-_logged_choices: set[tuple[str, str]] = set()
+_logged_choices: set[tuple[str, str, str]] = set()
 
 
-def resolve_scan_backend(backend: Optional[str], device: torch.device) -> str:
-    """Turn a requested backend ("auto", "cuda", "torch" or None) into a concrete one.
+def resolve_scan_backend(backend: Optional[str], device: torch.device, needs_grad: bool = False) -> str:
+    """Turn a requested backend ("auto", "triton", "cuda", "torch" or None) into a concrete one.
 
     Order of precedence: explicit argument (if not None/"auto"), then the
     ``MAMBASEARCH_SCAN_BACKEND`` environment variable, then automatic choice.
     Raises :class:`ScanBackendUnavailable` if an explicitly requested backend
-    cannot run on ``device``.
+    cannot run here (wrong device, missing package, or "triton" with autograd).
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()
@@ -89,24 +94,37 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device) -> str:
             f"choose one of {', '.join(SCAN_BACKENDS)}"
         )
     if requested == "auto":
-        chosen = "cuda" if device.type == "cuda" and cuda_scan_available() else "torch"
+        if device.type == "cuda" and not needs_grad and triton_available():
+            chosen = "triton"
+        elif device.type == "cuda" and cuda_scan_available():
+            chosen = "cuda"
+        else:
+            chosen = "torch"
     else:
         chosen = requested
-    if chosen == "cuda":
-        if device.type != "cuda":
+    if chosen in ("cuda", "triton") and device.type != "cuda":
+        raise ScanBackendUnavailable(f"selective-scan backend {chosen!r} needs CUDA tensors, got tensors on {device}")
+    if chosen == "cuda" and _mamba_ssm_scan_fn() is None:
+        raise ScanBackendUnavailable(
+            "selective-scan backend 'cuda' needs mamba-ssm (pip install 'mambasearch[gpu]'); it failed to import"
+        )
+    if chosen == "triton":
+        if not triton_available():
+            raise ScanBackendUnavailable("selective-scan backend 'triton' needs Triton (a CUDA build of PyTorch)")
+        if needs_grad:
             raise ScanBackendUnavailable(
-                f"selective-scan backend 'cuda' needs CUDA tensors, got tensors on {device}"
+                "selective-scan backend 'triton' has no backward pass yet; use 'cuda' or 'torch' for training"
             )
-        if _mamba_ssm_scan_fn() is None:
-            raise ScanBackendUnavailable(
-                "selective-scan backend 'cuda' needs mamba-ssm "
-                "(pip install 'mambasearch[gpu]'); it failed to import"
-            )
-    key = (requested, f"{device.type}")
+    key = (requested, device.type, chosen)
     if key not in _logged_choices:
         _logged_choices.add(key)
         logger.info("selective scan: backend %r on %s (requested %r)", chosen, device.type, requested)
     return chosen
+
+
+def scan_needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """True when autograd will record an op on any of ``tensors``."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def selective_scan(
@@ -124,7 +142,14 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with mamba-ssm's contract (see the module docstring)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    chosen = resolve_scan_backend(backend, u.device)
+    chosen = resolve_scan_backend(backend, u.device, scan_needs_grad(u, delta, A, B, C, D, z, delta_bias))
+    if chosen == "triton":
+        if return_last_state:
+            raise ScanBackendUnavailable("selective-scan backend 'triton' does not return the last state")
+        dim = u.shape[1]
+        zeros = u.new_zeros(dim, dtype=torch.float32)
+        inputs = (u, delta, A, B, C, zeros if D is None else D, zeros if delta_bias is None else delta_bias)
+        return bidirectional_selective_scan_triton(inputs, None, z, delta_softplus=delta_softplus)
     if chosen == "cuda":
         fn = _mamba_ssm_scan_fn()
         # mamba-ssm wants float32 "weights" (A, D, delta_bias) whatever the input dtype.
