@@ -1,0 +1,116 @@
+"""The model side of the library: load a dual-encoder checkpoint, encode clips and texts.
+
+Vectors stored and searched are the model's retrieval embeddings: for a model with
+"per_frame" pooling the mean of the per-frame unit vectors (not renormalised), so
+the inner product with a text embedding equals ``DualEncoder.similarity`` exactly
+(the score the model was trained and evaluated with); for the other poolings the
+unit-norm clip embedding. Texts are unit vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from data.sampling import SamplingConfig
+from data.transforms import TransformConfig
+from index.fingerprint import checkpoint_fingerprint
+from index.store import ModelInfo
+
+logger = logging.getLogger(__name__)
+
+#: Where ``--model`` points by default: the demo checkpoint trained on synthetic clips.
+DEFAULT_MODEL_PATH = "demo/videomamba_ti_synthetic.pt"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Which checkpoint, where it runs, batch sizes.
+
+    Attributes:
+        checkpoint: path of a ``training.checkpoint.save_model`` file.
+        device: "cpu", "cuda", "cuda:1"...; None = CUDA when available.
+        batch_size: clips per forward pass.
+        text_batch_size: texts per forward pass.
+        seek_mode: decoder seek mode for indexing ("exact", or "keyframe": faster, frames up to a GOP early).
+    """
+
+    checkpoint: str = DEFAULT_MODEL_PATH
+    device: str | None = None
+    batch_size: int = 16
+    text_batch_size: int = 256
+    seek_mode: str = "exact"
+
+
+class Encoder:
+    """A loaded checkpoint with its input settings; methods return float32 numpy arrays."""
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        from training.checkpoint import load_model
+
+        self.config = config or EncoderConfig()
+        path = Path(self.config.checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"model checkpoint not found: {path} (pass --model CKPT)")
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.model = load_model(path, map_location=self.device)
+        cfg = self.model.config
+        self.info = ModelInfo(
+            fingerprint=checkpoint_fingerprint(path), checkpoint_path=os.path.abspath(path),
+            embed_dim=int(cfg.embed_dim), config_json=json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+        self.sampling = SamplingConfig(num_frames=int(cfg.num_frames), mode="middle")
+        self.transform = TransformConfig(size=int(cfg.img_size))
+        self.context_length = int(getattr(self.model.text, "context_length", 77))
+        logger.info("model %s on %s", self.info.describe(), self.device)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.info.embed_dim
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    @torch.inference_mode()
+    def encode_clips(self, clips: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``(B, 3, T, H, W)`` normalised clips -> ``(B, D)`` retrieval embeddings (module doc)."""
+        video = torch.as_tensor(clips)
+        if video.dim() == 4:
+            video = video.unsqueeze(0)
+        out: list[np.ndarray] = []
+        for start in range(0, video.shape[0], self.config.batch_size):
+            batch = video[start:start + self.config.batch_size].to(self.device, dtype=torch.float32,
+                                                                   non_blocking=True)
+            with self._autocast():
+                emb = self.model.encode_video(batch)
+            if emb.dim() == 3:
+                emb = emb.float().mean(dim=1)
+            out.append(emb.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> ``(N, D)`` unit vectors."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), self.config.text_batch_size):
+            tokens = self.model.tokenize(list(texts[start:start + self.config.text_batch_size])).to(self.device)
+            with self._autocast():
+                emb = self.model.encode_text(tokens)
+            out.append(emb.float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+__all__ = ["DEFAULT_MODEL_PATH", "Encoder", "EncoderConfig"]
