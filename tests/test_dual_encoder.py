@@ -213,3 +213,20 @@ def test_hf_text_tower_drops_unused_pooler_and_round_trips(tmp_path: Path) -> No
     tokens = model.tokenize(CAPTIONS)
     with torch.no_grad():
         assert torch.equal(model.encode_text(tokens), loaded.encode_text(tokens))
+
+
+def test_half_precision_export_loads_back_close(tmp_path: Path) -> None:
+    from training.export import export_model
+
+    model = make_model()
+    source = save_model(model, tmp_path / "full.pt", extra={"step": 3, "eval": {"r1": 1.0}})
+    exported = export_model(source, tmp_path / "half.pt", "float16")
+    payload = read_checkpoint(exported)
+    assert all(t.dtype == torch.float16 for t in payload["state_dict"].values() if t.is_floating_point())
+    assert payload["extra"]["step"] == 3 and payload["extra"]["weights_dtype"] == "float16"
+    assert exported.stat().st_size < 0.6 * source.stat().st_size
+    loaded = load_model(exported)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    video = clips()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_video(video), model.encode_video(video), atol=5e-3, rtol=0)

@@ -72,18 +72,27 @@ def atomic_torch_save(payload: Any, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str], extra: Optional[Mapping[str, Any]] = None) -> Path:
+def save_model(model: nn.Module, path: str | os.PathLike[str], extra: Optional[Mapping[str, Any]] = None,
+               weights_dtype: Optional[torch.dtype] = None) -> Path:
     """Write ``model`` (a :class:`DualEncoder`, possibly DDP-wrapped) with its config to ``path``.
 
     Args:
         extra: anything ``torch.load(weights_only=True)`` can read back (tensors, numbers,
             strings, lists, tuples, dicts, None): training state, metrics, notes.
+        weights_dtype: store floating-point tensors in this dtype (e.g. ``torch.float16``
+            for a half-size file to ship); :func:`load_model` casts them back to the
+            model's float32. None keeps them as they are (exact).
 
     Returns:
         The path written.
     """
     dual = unwrap_model(model)
     state = {name: tensor.detach().cpu() for name, tensor in dual.state_dict().items()}
+    if weights_dtype is not None:
+        if not weights_dtype.is_floating_point:
+            raise ValueError(f"weights_dtype must be a floating dtype, got {weights_dtype}")
+        state = {name: tensor.to(weights_dtype) if tensor.is_floating_point() else tensor
+                 for name, tensor in state.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
