@@ -158,6 +158,9 @@ class LibraryBackend(Protocol):
     def index_folders(self, folders: Sequence[Path], progress: ProgressCallback) -> IndexProgress:
         """Add ``folders`` as roots if new and (re)index them incrementally; blocking."""
 
+    def add_caption_corpus(self, path: Path, source: str) -> int:
+        """Load a caption file (one caption per line, JSONL or MSR-VTT) for video-to-text; returns captions added."""
+
     def remove_root(self, folder: Path) -> int:
         """Forget a library folder and its videos; returns how many videos were removed."""
 

@@ -170,6 +170,11 @@ class MemoryBackend:
                 progress(state)
         return state
 
+    def add_caption_corpus(self, path: Path, source: str) -> int:
+        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+        self._texts += lines
+        return len(lines)
+
     def remove_root(self, folder: Path) -> int:
         before = len(self._videos)
         self._videos = [v for v in self._videos if not str(v.path).startswith(str(folder))]
