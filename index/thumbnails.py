@@ -1,0 +1,68 @@
+"""Thumbnail frames of search hits, as JPEG files in a cache folder or as bytes.
+
+File names are built from integers only (``v{video_id}_{milliseconds}_{width}.jpg``),
+never from user input, so a hit cannot make the engine write outside the cache.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.decode import DecodeConfig, open_video
+from data.errors import VideoReadError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ThumbnailConfig:
+    """Size and quality of thumbnails; ``folder`` None = ``<library>.thumbs`` next to the vector files."""
+
+    folder: str | None = None
+    width: int = 320
+    quality: int = 85
+
+
+def frame_jpeg(path: str, time_s: float, width: int = 320, quality: int = 85) -> bytes:
+    """The frame shown at ``time_s`` seconds of ``path`` as JPEG bytes, ``width`` pixels wide.
+
+    Raises:
+        data.errors.VideoReadError: the file cannot be decoded.
+    """
+    from PIL import Image
+
+    with open_video(path, DecodeConfig(num_threads=1, seek_mode="exact")) as reader:
+        index = min(max(int(round(max(time_s, 0.0) * reader.fps)), 0), max(reader.num_frames - 1, 0))
+        frame = reader.get_frames([index])[0]
+    image = Image.fromarray(frame)
+    if image.width > width:
+        image = image.resize((width, max(1, round(image.height * width / image.width))), Image.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def cached_thumbnail(folder: str | os.PathLike[str], video_id: int, path: str, time_s: float,
+                     config: ThumbnailConfig | None = None) -> str | None:
+    """Path of the cached JPEG for ``(video_id, time_s)``, written on first use; None if the video cannot be read."""
+    config = config or ThumbnailConfig()
+    target = Path(folder) / f"v{int(video_id)}_{int(round(time_s * 1000))}_{int(config.width)}.jpg"
+    if target.is_file():
+        return str(target)
+    try:
+        data = frame_jpeg(path, time_s, config.width, config.quality)
+    except (VideoReadError, OSError) as error:
+        logger.warning("no thumbnail for %s at %.2f s: %s", path, time_s, error)
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+    return str(target)
+
+
+__all__ = ["ThumbnailConfig", "cached_thumbnail", "frame_jpeg"]
