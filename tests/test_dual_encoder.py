@@ -230,3 +230,17 @@ def test_half_precision_export_loads_back_close(tmp_path: Path) -> None:
     video = clips()
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_video(video), model.encode_video(video), atol=5e-3, rtol=0)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    video, tokens = clips(), None
+    grads = []
+    for checkpointing in (False, True):
+        model = make_model(grad_checkpointing=checkpointing).train()
+        tokens = model.tokenize(CAPTIONS)
+        video_emb, text_emb = model(video, tokens)
+        (model.similarity(text_emb, video_emb).diagonal().sum() / model.temperature()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(model.parameters()))
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6, msg=name)
