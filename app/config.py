@@ -64,6 +64,8 @@ class AppConfig:
     """Where the demo clips are written; default ``<data dir>/demo_videos``."""
     thumbnails_dir: Optional[Path] = None
     """Thumbnail cache; default ``<db folder>/thumbnails``."""
+    index_workers: int = 1
+    """Decoder processes of an indexing run (0 = decode in the indexing thread)."""
     queue_concurrency: int = 4
     """How many queued UI/API events run at once (indexing runs in its own thread)."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)

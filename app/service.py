@@ -60,6 +60,7 @@ class AppService:
         self.backend = backend
         self.thumbnails = ThumbnailCache(config.resolved_thumbnails_dir())
         self.library_guard = PathGuard()
+        self.thumbnail_guard = PathGuard([self.thumbnails.folder])
         self.upload_guard = PathGuard([gradio_upload_folder()])
         self._roots_lock = threading.Lock()
         self._on_served_folders_changed = on_served_folders_changed
@@ -104,8 +105,8 @@ class AppService:
         video = self.library_guard.check(hit.video_path)
         if hit.thumbnail:
             try:
-                self.library_guard.check(hit.thumbnail)
-                return replace(hit, video_path=str(video))
+                thumbnail = self.thumbnail_guard.check(hit.thumbnail)
+                return replace(hit, video_path=str(video), thumbnail=str(thumbnail))
             except UserError:
                 pass  # a thumbnail from elsewhere is not served; make our own
         middle = hit.start_s + max(hit.end_s - hit.start_s, 0.0) / 2
