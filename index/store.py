@@ -335,8 +335,18 @@ class LibraryStore:
             if tx.ops:
                 self._apply_ops(tx.ops)
                 self.space_generation = {space: new_generation for space in SPACES}
-                if self.model is None or any(op == OP_RESET for _, _, op, _ in tx.ops):
-                    self.model = self.library_model()
+            if self.model is None or any(op == OP_RESET for _, _, op, _ in tx.ops):
+                self.model = self.library_model()
+            self._ensure_indexes()
+
+    def _ensure_indexes(self) -> None:
+        """An (empty) index for every space once the library has a model."""
+        if self.model is None:
+            return
+        for space in SPACES:
+            index = self.indexes.get(space)
+            if index is None or index.dim != self.model.embed_dim:
+                self.indexes[space] = VectorIndex(self.model.embed_dim, self._wanted_factory(0), self.config.vectors)
 
     def _apply_ops(self, ops: Sequence[tuple[str, int, str, np.ndarray | None]]) -> None:
         dim = self._dim()
@@ -564,9 +574,10 @@ class LibraryStore:
         if not self.writable:
             raise LibraryError("read-only library store cannot save")
         with self._lock:
-            model = self.model or self.library_model()
+            model = self.model = self.model or self.library_model()
             if model is None:
                 return
+            self._ensure_indexes()
             for space in SPACES:
                 index = self.indexes.get(space)
                 if index is None:
