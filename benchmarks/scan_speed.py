@@ -72,11 +72,26 @@ def main() -> None:
     parser.add_argument("--tokens-per-batch", type=int, default=256 * 196,
                         help="batch = this / (frames * 196): 32 clips at 8 frames")
     parser.add_argument("--torch-max-frames", type=int, default=8)
+    parser.add_argument("--sweep", action="store_true", help="time Triton block sizes at Ti, 8 frames, batch 32")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("scan_speed.py needs a CUDA device")
     mamba_scan = _mamba_ssm_scan_fn()
     bandwidth = copy_bandwidth()
+    if args.sweep:
+        fwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
+        bwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
+        z = torch.randn(32, 384, 1569, device="cuda", dtype=torch.bfloat16)
+        print("| block_d | block_l | warps | triton us |\n|---|---|---|---|")
+        for block_d, block_l, warps in [(8, 64, 4), (4, 64, 4), (4, 128, 4), (2, 128, 4), (2, 256, 4), (8, 32, 4),
+                                        (16, 32, 4), (16, 16, 4), (4, 32, 2), (2, 64, 2), (1, 128, 2), (1, 256, 4),
+                                        (4, 64, 8), (8, 64, 8), (16, 64, 8)]:
+            try:
+                t = cuda_time(lambda: bidirectional_selective_scan_triton(
+                    fwd, bwd, z, block_d=block_d, block_l=block_l, num_warps=warps))
+                print(f"| {block_d} | {block_l} | {warps} | {t * 1e6:.0f} |")
+            except Exception as err:  # out of resources for this config
+                print(f"| {block_d} | {block_l} | {warps} | failed: {type(err).__name__} |")
     print(f"\ndevice: {torch.cuda.get_device_name()}; torch {torch.__version__}; bf16 inputs, fp32 state; "
           f"copy bandwidth {bandwidth / 1e12:.2f} TB/s\n")
     print("| width | frames | batch | dim | length | triton us | mamba-ssm x2 + flips us | torch us | "

@@ -155,3 +155,43 @@ def test_foreign_checkpoint_fails_with_message(dataset_dir: Path, tmp_path: Path
     code = evaluate_main(["--checkpoint", str(foreign), "--dataset", "synthetic", "--root", str(dataset_dir)])
     assert code == 2
     assert "foreign.pt is not a mambasearch.dual_encoder checkpoint" in caplog.text
+
+
+def test_order_pair_accuracy_by_hand() -> None:
+    from training.retrieval_eval import order_pair_accuracy
+
+    # Videos 0/1 and 2/3 are time-reversed twins; video 4 has none.
+    similarity = np.array([
+        [0.9, 0.2, 0.0, 0.0, 0.0],   # caption of video 0: beats its twin
+        [0.5, 0.4, 0.0, 0.0, 0.0],   # caption of video 1: loses to its twin
+        [0.0, 0.0, 0.3, 0.3, 0.0],   # caption of video 2: tie -> failure
+        [0.0, 0.0, 0.1, 0.7, 0.0],   # caption of video 3: beats its twin
+        [0.0, 0.0, 0.0, 0.0, 1.0],   # caption of video 4: no twin, not counted
+    ])
+    twin = np.array([1, 0, 3, 2, -1])
+    assert order_pair_accuracy(similarity, np.arange(5), twin) == pytest.approx(50.0)
+    assert order_pair_accuracy(similarity, np.arange(5), np.full(5, -1)) is None
+    nearly_tied = similarity.copy()
+    nearly_tied[3, 3] = 0.1 + 1e-4
+    assert order_pair_accuracy(nearly_tied, np.arange(5), twin) == pytest.approx(25.0)
+
+
+def test_frame_mean_model_never_prefers_an_order_in_memory() -> None:
+    from data.synthetic import SyntheticConfig, SyntheticTemporalDataset
+    from training.retrieval_eval import order_pair_accuracy
+
+    torch.manual_seed(0)
+    dataset = SyntheticTemporalDataset(SyntheticConfig(num_videos=8, seed=5, num_frames=4, height=32, width=32,
+                                                       max_events=2))
+    videos = torch.stack([dataset[i].video for i in range(8)])
+    captions = [dataset[i].caption for i in range(8)]
+    twin = np.array([i ^ 1 for i in range(8)])
+    for tower, pooling in (("frame_mean", "cls"), ("frame_mean", "cls_frame_mean"), ("videomamba", "per_frame")):
+        model = create_dual_encoder(tiny_model_config(video_tower=tower, pooling=pooling)).eval()
+        with torch.no_grad():
+            similarity = model.similarity(model.encode_text(model.tokenize(captions)), model.encode_video(videos))
+        score = order_pair_accuracy(similarity, np.arange(8), twin)
+        if tower == "frame_mean":
+            assert score == 0.0, pooling
+        else:
+            assert score > 0.0  # an order-aware (even untrained) model breaks the ties

@@ -138,6 +138,7 @@ def bidirectional_selective_scan_triton(
     delta_softplus: bool = True,
     block_d: int = 8,
     block_l: int = 64,
+    num_warps: int = 4,
 ) -> Tensor:
     """Fused forward (+ reverse-order backward) selective scan, no autograd.
 
@@ -183,6 +184,6 @@ def bidirectional_selective_scan_triton(
         zt.stride(0), zt.stride(1),
         BIDIRECTIONAL=backward is not None, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
         STATE=state, BLOCK_D=block_d, BLOCK_L=block_l,
-        num_warps=4,
+        num_warps=num_warps,
     )
     return out
