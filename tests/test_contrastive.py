@@ -181,7 +181,7 @@ def test_loss_falls_on_tiny_synthetic_run(tmp_path: Path) -> None:
     assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
     assert load_config_file(run_dir / "config.yaml") == config
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"step", "kind", "loss", "lr", "temperature", "t2v_r1", "v2t_r1"} <= set(header)
+    assert {"step", "kind", "loss", "lr", "temperature", "t2v_r1", "v2t_r1", "order_acc"} <= set(header)
     assert summary["eval"]["step"] == 20 and "raw" in summary["eval"]["results"]
 
 

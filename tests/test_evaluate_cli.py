@@ -59,7 +59,8 @@ def _reference_results(checkpoint: Path, rows: list[dict], root: Path, all_capti
             captions += chosen
             owners += [position] * len(chosen)
         texts = model.encode_text(model.tokenize(captions))
-    return evaluate_retrieval(model.similarity(texts, videos), np.array(owners)), len(captions)
+    similarity = model.similarity(texts, videos)
+    return evaluate_retrieval(similarity, np.array(owners)), len(captions), similarity, np.array(owners)
 
 
 def _assert_matches(document: dict, reference, name: str = "raw") -> None:
@@ -83,12 +84,19 @@ def test_synthetic_cli_subprocess_matches_clip_by_clip_reference(dataset_dir: Pa
     rows = [json.loads(line) for line in (dataset_dir / "captions.jsonl").read_text().splitlines()]
     test_rows = [row for row in rows if row["split"] == "test"]
     assert len(test_rows) == 6
-    reference, num_captions = _reference_results(checkpoint, test_rows, dataset_dir, all_captions=True)
+    reference, num_captions, similarity, owners = _reference_results(checkpoint, test_rows, dataset_dir,
+                                                                     all_captions=True)
     meta = document["meta"]
     assert meta["num_videos"] == 6 and meta["num_captions"] == num_captions == 18
     assert meta["num_frames"] == 4 and meta["img_size"] == 32 and meta["sampling"] == "middle"
     assert meta["skipped_videos"] == [] and meta["eval_set"].endswith("split=test)")
     _assert_matches(document, reference)
+    # Forward/backward twins from pair_id: the order score agrees with the clip-by-clip one.
+    from training.retrieval_eval import order_pair_accuracy
+
+    pair_of = [row["pair_id"] for row in test_rows]
+    twin = np.array([next(j for j, p in enumerate(pair_of) if p == pair_of[i] and j != i) for i in range(6)])
+    assert meta["order_pair_accuracy"] == pytest.approx(order_pair_accuracy(similarity, owners, twin))
 
 
 def test_msrvtt_layout_with_dsl(dataset_dir: Path, checkpoint: Path, tmp_path: Path,
@@ -102,8 +110,8 @@ def test_msrvtt_layout_with_dsl(dataset_dir: Path, checkpoint: Path, tmp_path: P
     assert set(document["results"]) == {"raw", "dsl"}
     assert document["meta"]["num_videos"] == 6 and document["meta"]["num_captions"] == 6  # JSFusion: one each
     rows = [json.loads(line) for line in (dataset_dir / "captions.jsonl").read_text().splitlines()]
-    reference, _ = _reference_results(checkpoint, [r for r in rows if r["split"] == "test"], dataset_dir,
-                                      all_captions=False)
+    reference = _reference_results(checkpoint, [r for r in rows if r["split"] == "test"], dataset_dir,
+                                   all_captions=False)[0]
     _assert_matches(document, reference)
     assert document["results"]["dsl"]["text_to_video"]["postprocess"] == "dsl"
 

@@ -49,7 +49,7 @@ from training.distributed import (DistributedContext, all_gather_objects, all_re
 from training.dual_encoder import DualEncoder, create_dual_encoder
 from training.losses import symmetric_infonce
 from training.optim import build_optimizer, build_scheduler
-from training.retrieval_eval import autocast_context, encode_eval_set, retrieval_results
+from training.retrieval_eval import autocast_context, encode_eval_set, order_pair_accuracy, retrieval_results
 from training.retrieval_metrics import RetrievalResults, format_results_table
 from training.run_logging import MetricsLogger, configure_logging
 from training.sampler import ResumableDistributedSampler, SeededItems
@@ -243,12 +243,20 @@ class ContrastiveTrainer:
                     if self.config.eval.postprocess == "qbnorm" else None)
             results = retrieval_results(self.model, encoded, postprocess, bank, self.device, self.use_bf16)
             metrics = _results_to_metrics(results)
+            order_accuracy = None
+            if encoded.twin is not None:
+                order_accuracy = order_pair_accuracy(DualEncoder.similarity(encoded.text_emb, encoded.video_emb),
+                                                     encoded.text_to_video, encoded.twin)
+                if order_accuracy is not None:
+                    metrics["order_acc"] = order_accuracy
             self.metrics_log.log(self.progress.step, "eval", metrics)
             self.last_eval = {"step": self.progress.step, "dataset": self.eval_set.name,
-                              "skipped_videos": len(encoded.skipped_videos),
+                              "skipped_videos": len(encoded.skipped_videos), "order_pair_accuracy": order_accuracy,
                               "results": {k: v.to_dict() for k, v in results.items()}}
-            logger.info("evaluation at step %d on %s (%.1f s):\n%s", self.progress.step, self.eval_set.name,
-                        time.perf_counter() - started, format_results_table(results))
+            logger.info("evaluation at step %d on %s (%.1f s):\n%s%s", self.progress.step, self.eval_set.name,
+                        time.perf_counter() - started, format_results_table(results),
+                        "" if order_accuracy is None else
+                        f"\ncaptions that prefer their video over its time reversal: {order_accuracy:.1f}%")
         barrier(self.context)
 
     # ---------------------------------------------------------------- training

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -45,6 +45,9 @@ class RetrievalEvalSet:
         captions: all query captions.
         text_to_video: int64 ``(len(captions),)``: index into ``videos`` of each caption's video.
         name: a label for logs and result files.
+        twin: optional int64 ``(len(videos),)``: index of the video that shows the same
+            frames in reverse order (synthetic forward/backward pairs), -1 for none.
+            Used for the order-sensitivity score of :mod:`training.retrieval_eval`.
     """
 
     videos: Dataset
@@ -52,10 +55,14 @@ class RetrievalEvalSet:
     captions: list[str]
     text_to_video: np.ndarray
     name: str = "eval"
-    meta: dict = field(default_factory=dict)
+    twin: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.text_to_video = np.asarray(self.text_to_video, dtype=np.int64)
+        if self.twin is not None:
+            self.twin = np.asarray(self.twin, dtype=np.int64)
+            if self.twin.shape != (len(self.video_ids),):
+                raise ValueError("twin must have one entry per video")
         if len(self.video_ids) != len(self.videos):  # type: ignore[arg-type]
             raise ValueError(f"{len(self.video_ids)} video ids for {len(self.videos)} videos")  # type: ignore[arg-type]
         if self.text_to_video.shape != (len(self.captions),):
@@ -87,7 +94,23 @@ def records_to_eval_set(records: Sequence[VideoTextRecord], model: DualEncoderCo
         owners.extend([position] * len(chosen))
     dataset = VideoTextDataset(videos, SamplingConfig(num_frames=model.num_frames, mode="middle"),
                                _eval_transform(model), caption_mode="first")
-    return RetrievalEvalSet(dataset, [v.video_id for v in videos], texts, np.array(owners), name)
+    return RetrievalEvalSet(dataset, [v.video_id for v in videos], texts, np.array(owners), name,
+                            _twins_from_pair_ids(videos))
+
+
+def _twins_from_pair_ids(videos: Sequence[VideoTextRecord]) -> Optional[np.ndarray]:
+    """Twin indices from ``meta["pair_id"]`` (synthetic data); None when no video has one."""
+    members: dict[object, list[int]] = {}
+    for position, video in enumerate(videos):
+        if "pair_id" in video.meta:
+            members.setdefault(video.meta["pair_id"], []).append(position)
+    if not members:
+        return None
+    twin = np.full(len(videos), -1, dtype=np.int64)
+    for group in members.values():
+        if len(group) == 2:
+            twin[group[0]], twin[group[1]] = group[1], group[0]
+    return twin
 
 
 def synthetic_config(data: DataConfig, model: DualEncoderConfig, num_videos: int, seed: int) -> SyntheticConfig:
@@ -110,8 +133,9 @@ def synthetic_eval_set(data: DataConfig, model: DualEncoderConfig, max_videos: O
         chosen = paraphrases if data.eval_captions == "all" else paraphrases[:1]
         texts.extend(chosen)
         owners.extend([index] * len(chosen))
+    twin = np.array([i ^ 1 if i ^ 1 < count else -1 for i in range(count)]) if config.reversed_pairs else None
     return RetrievalEvalSet(dataset, [f"video{i}" for i in range(count)], texts, np.array(owners),
-                            f"synthetic(seed={data.synthetic_eval_seed})")
+                            f"synthetic(seed={data.synthetic_eval_seed})", twin)
 
 
 def build_train_dataset(data: DataConfig, model: DualEncoderConfig) -> Dataset:
@@ -154,9 +178,13 @@ def limit_eval_set(eval_set: RetrievalEvalSet, max_videos: Optional[int]) -> Ret
     from torch.utils.data import Subset
 
     keep = eval_set.text_to_video < max_videos
+    twin = None
+    if eval_set.twin is not None:
+        twin = eval_set.twin[:max_videos].copy()
+        twin[twin >= max_videos] = -1
     return RetrievalEvalSet(Subset(eval_set.videos, range(max_videos)), eval_set.video_ids[:max_videos],
                             [c for c, k in zip(eval_set.captions, keep) if k], eval_set.text_to_video[keep],
-                            eval_set.name, dict(eval_set.meta))
+                            eval_set.name, twin)
 
 
 def train_caption_bank(data: DataConfig, model: DualEncoderConfig, limit: int = 5000) -> list[str]:
@@ -192,7 +220,8 @@ def synthetic_disk_records(root: str | Path, split: Optional[str]) -> tuple[list
         if not rows:
             raise ValueError(f"{path} has no rows of split {split!r} (splits present: {sorted(splits)})")
     records = [VideoTextRecord(str(root / row["video"]), tuple(row.get("captions") or [row["caption"]]),
-                               row["video_id"]) for row in rows]
+                               row["video_id"], meta={"pair_id": row["pair_id"]} if "pair_id" in row else {})
+               for row in rows]
     return records, split
 
 

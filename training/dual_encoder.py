@@ -236,7 +236,9 @@ class DualEncoder(nn.Module):
             images = video.transpose(1, 2).reshape(batch * frames, channels, 1, height, width)
             per_image = self.video(images, output="cls" if pooling == "cls" else "frames")
             per_frame = per_image.reshape(batch, frames, -1)  # (B, T, C): one row per frame
-            return per_frame if pooling == "per_frame" else per_frame.mean(dim=1)
+            # The time average in float32: the same frames in another order then give the
+            # same feature up to float32 rounding, also under bf16 autocast.
+            return per_frame if pooling == "per_frame" else per_frame.float().mean(dim=1)
         if pooling == "cls":
             return self.video(video, output="cls")
         per_frame = self.video(video, output="frames")  # (B, T', C) = cls + per-frame patch mean

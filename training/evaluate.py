@@ -16,6 +16,9 @@ Clips are read with "middle" sampling at the checkpoint's frame count and resolu
 Both directions are reported (R@1/5/10, MdR, MnR; ranks 1-based; video-to-text counts
 the best-ranked correct caption). The table goes to stdout, logs to stderr, and the
 JSON file (``training.evaluate_io`` schema) records the checkpoint, data and settings.
+For synthetic data with forward/backward pairs it also reports ``order_pair_accuracy``:
+the percentage of captions that score their own video strictly above the same frames
+played backwards (an order-blind model ties and scores 0).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from data.pairs import read_pairs
 from training.checkpoint import CheckpointError, load_model
 from training.datasets import disk_eval_set, limit_eval_set, synthetic_disk_records
 from training.evaluate_io import write_results_json
-from training.retrieval_eval import encode_eval_set, retrieval_results
+from training.retrieval_eval import encode_eval_set, order_pair_accuracy, retrieval_results
 from training.retrieval_metrics import format_results_table
 
 logger = logging.getLogger("training.evaluate")
@@ -100,8 +103,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bank = (query_bank(args.dataset, args.root, args.bank_file, args.bank_size)
             if args.postprocess == "qbnorm" else None)
     results = retrieval_results(model, encoded, [args.postprocess], bank, device, use_bf16)
+    order_accuracy = None
+    if encoded.twin is not None:
+        order_accuracy = order_pair_accuracy(model.similarity(encoded.text_emb, encoded.video_emb),
+                                             encoded.text_to_video, encoded.twin)
     seconds = time.perf_counter() - started
     print(format_results_table(results))
+    if order_accuracy is not None:
+        print(f"captions that score their video above its time reversal: {order_accuracy:.1f}%")
     if args.out:
         meta = {
             "checkpoint": str(Path(args.checkpoint).resolve()),
@@ -121,6 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "device": str(device),
             "postprocess": args.postprocess,
             "qbnorm_bank_size": len(bank) if bank else 0,
+            "order_pair_accuracy": order_accuracy,
             "seconds": round(seconds, 3),
         }
         write_results_json(args.out, results, meta)

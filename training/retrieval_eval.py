@@ -44,6 +44,8 @@ class EncodedEvalSet:
         text_to_video: int64 ``(N,)`` indices into ``video_emb``.
         video_ids: the ``V`` ids kept.
         skipped_videos: ids of videos that could not be read (left out with their captions).
+        twin: int64 ``(V,)`` index of each video's time-reversed twin among the kept
+            videos (-1: none), or None when the set has no such pairs.
     """
 
     video_emb: Tensor
@@ -51,6 +53,7 @@ class EncodedEvalSet:
     text_to_video: np.ndarray
     video_ids: list[str]
     skipped_videos: list[str] = field(default_factory=list)
+    twin: Optional[np.ndarray] = None
 
 
 @torch.no_grad()
@@ -105,15 +108,53 @@ def encode_eval_set(model: DualEncoder, eval_set: RetrievalEvalSet, device: torc
         if not captions:
             raise RuntimeError(f"no caption of {eval_set.name} belongs to a readable video")
         text_emb = encode_texts(model, captions, device, batch_size=max(batch_size, 256), use_bf16=use_bf16)
+        twin = None
+        if eval_set.twin is not None:
+            old_twin = eval_set.twin[kept]
+            twin = np.where(old_twin >= 0, new_index[np.maximum(old_twin, 0)], -1)
         return EncodedEvalSet(
             video_emb=torch.stack([embeddings[i] for i in kept]),
             text_emb=text_emb,
             text_to_video=new_index[eval_set.text_to_video[caption_keep]],
             video_ids=[eval_set.video_ids[i] for i in kept],
             skipped_videos=skipped,
+            twin=twin,
         )
     finally:
         model.train(was_training)
+
+
+def order_pair_accuracy(similarity: Tensor | np.ndarray, text_to_video: np.ndarray,
+                        twin: np.ndarray, tie_tolerance: float = 1e-3) -> Optional[float]:
+    """Percentage of captions that score their own video above its time-reversed twin by
+    more than ``tie_tolerance``.
+
+    The twin holds exactly the same frames in reverse order, so a model blind to order
+    ties every such pair and scores 0 (ties count as failures, like the pessimistic rank
+    rule of :mod:`training.retrieval_metrics`); an order-aware but untrained model scores
+    about 50. The tolerance absorbs rounding: an order-blind model still sums the frames
+    in another order (bf16 autocast included, cosine differences stay well below 1e-3).
+    With lossy video files the two clips are no longer exact reversals of each other,
+    so an order-blind model can score above 0 there; in-memory synthetic data is exact.
+
+    Args:
+        similarity: ``(num_texts, num_videos)`` scores.
+        text_to_video: ``(num_texts,)`` ground-truth video per caption.
+        twin: ``(num_videos,)`` twin index per video, -1 for none.
+
+    Returns:
+        The percentage over captions whose video has a twin, or None if none has.
+    """
+    scores = similarity.detach().cpu().numpy() if isinstance(similarity, Tensor) else np.asarray(similarity)
+    targets = np.asarray(text_to_video, dtype=np.int64)
+    twins = np.asarray(twin, dtype=np.int64)[targets]
+    has_twin = twins >= 0
+    if not has_twin.any():
+        return None
+    rows = np.flatnonzero(has_twin)
+    own = scores[rows, targets[rows]]
+    other = scores[rows, twins[rows]]
+    return 100.0 * float(np.mean(own > other + tie_tolerance))
 
 
 def retrieval_results(model: DualEncoder, encoded: EncodedEvalSet, postprocess: Sequence[str] = ("none",),
@@ -139,4 +180,5 @@ def retrieval_results(model: DualEncoder, encoded: EncodedEvalSet, postprocess: 
     return results
 
 
-__all__ = ["EncodedEvalSet", "autocast_context", "encode_eval_set", "encode_texts", "retrieval_results"]
+__all__ = ["EncodedEvalSet", "autocast_context", "encode_eval_set", "encode_texts", "order_pair_accuracy",
+           "retrieval_results"]
