@@ -78,14 +78,17 @@ def build_blocks(service: AppService, title: str = "mambasearch") -> gr.Blocks:
                         min_dur = gr.Number(label="Video at least (s)", value=None, minimum=0)
                         max_dur = gr.Number(label="Video at most (s)", value=None, minimum=0)
                 search_msg = gr.HTML(elem_id="ms-search-message")
-                gallery = gr.Gallery(label="Results", columns=4, allow_preview=False, elem_id="ms-results",
-                                     object_fit="cover", height="auto", show_label=False)
                 with gr.Row():
-                    prev_btn = gr.Button("◀ Previous", interactive=False, size="sm")
-                    page_label = gr.Markdown("")
-                    next_btn = gr.Button("Next ▶", interactive=False, size="sm")
-                    more_btn = gr.Button("More like this", interactive=False, size="sm", elem_id="ms-more")
-                player = gr.HTML(render.player_html(None, None), elem_id="ms-player")
+                    with gr.Column(scale=3):
+                        gallery = gr.Gallery(label="Results", columns=4, allow_preview=False, elem_id="ms-results",
+                                             object_fit="cover", height=560, show_label=False)
+                        with gr.Row():
+                            prev_btn = gr.Button("◀ Previous", interactive=False, size="sm", elem_id="ms-prev")
+                            page_label = gr.Markdown("")
+                            next_btn = gr.Button("Next ▶", interactive=False, size="sm", elem_id="ms-next")
+                    with gr.Column(scale=2):
+                        player = gr.HTML(render.player_html(None, None), elem_id="ms-player")
+                        more_btn = gr.Button("More like this", interactive=False, size="sm", elem_id="ms-more")
                 hits_state = gr.State([])
                 nav_state = gr.State(dict(NO_PAGE))
                 selected_state = gr.State(None)

@@ -200,3 +200,175 @@ def memory_config(tmp: Path, **limits) -> AppConfig:
     """An AppConfig with everything under ``tmp``."""
     return AppConfig(db_path=tmp / "db" / "library.sqlite", thumbnails_dir=tmp / "thumbs",
                      limits=LimitsConfig(**limits))
+
+
+# ---------------------------------------------------------------------------------------------
+# Headless Chromium driven through the DevTools protocol over a pipe (no extra packages)
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars")
+
+
+def find_chromium() -> Optional[str]:
+    """Path of a Chromium binary on PATH, or None."""
+    import shutil
+
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def ensure_chromium() -> tuple[Optional[str], str]:
+    """Chromium's path, installing Debian's package with ``scripts/install_chromium.sh`` if missing.
+
+    Returns ``(path, "")`` or ``(None, reason)``.
+    """
+    import subprocess
+
+    found = find_chromium()
+    if found:
+        return found, ""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "install_chromium.sh"
+    try:
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, f"chromium not found and {script.name} could not run: {error}"
+    found = find_chromium()
+    if found:
+        return found, ""
+    return None, f"chromium not found and cannot be installed: {(done.stderr or done.stdout).strip()[-300:]}"
+
+
+class DevToolsPipe:
+    """A headless Chromium with ``--remote-debugging-pipe``: JSON messages separated by NUL
+    on file descriptors 3 (to the browser) and 4 (from it)."""
+
+    def __init__(self, chromium: str, user_data_dir: Path, width: int = 1280, height: int = 900) -> None:
+        import os
+        import subprocess
+
+        import fcntl
+
+        def high(fd: int) -> int:  # above 4, so moving it to 3/4 in the child cannot clobber the other end
+            moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+            os.close(fd)
+            return moved
+
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+        to_browser_r, from_browser_w = high(to_browser_r), high(from_browser_w)
+        flags = list(CHROMIUM_FLAGS) + [f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe",
+                                        f"--window-size={width},{height}", "about:blank"]
+        # bash (dash takes one-digit fds only) moves the pipe ends to fds 3 and 4; no preexec_fn: the
+        # test process has threads
+        script = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
+        self.process = subprocess.Popen(["bash", "-c", script, chromium, *flags],
+                                        pass_fds=(to_browser_r, from_browser_w),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.session: Optional[str] = None
+
+    def _read_message(self, deadline: float) -> dict:
+        import json
+        import os
+        import select
+        import time
+
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no answer from chromium")
+            ready, _, _ = select.select([self._from_browser], [], [], left)
+            if ready:
+                chunk = os.read(self._from_browser, 1 << 20)
+                if not chunk:
+                    raise ConnectionError("chromium closed the pipe")
+                self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def call(self, method: str, params: Optional[dict] = None, timeout: float = 30.0, session: bool = True) -> dict:
+        """Send one command and return its ``result`` (events in between are dropped)."""
+        import json
+        import os
+        import time
+
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session and self.session:
+            message["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def open_page(self, url: str) -> None:
+        """Attach to the first page target and navigate it to ``url``."""
+        targets = self.call("Target.getTargets", session=False)["targetInfos"]
+        page = next(t for t in targets if t["type"] == "page")
+        self.session = self.call("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True},
+                                 session=False)["sessionId"]
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+        self.call("Page.navigate", {"url": url})
+
+    def evaluate(self, expression: str, timeout: float = 30.0):
+        """Value of a JavaScript expression in the page (promises awaited)."""
+        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                "awaitPromise": True}, timeout=timeout)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result.get("result", {}).get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60.0, interval: float = 0.25):
+        """Poll until the expression is truthy; returns its value."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(interval)
+        raise TimeoutError(f"timed out waiting for: {expression} (last value {value!r})")
+
+    def screenshot(self, path: Path) -> Path:
+        """PNG of the whole page."""
+        import base64
+
+        data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self) -> None:
+        """Ask the browser to quit, then make sure it did."""
+        import os
+        import subprocess
+
+        try:
+            self.call("Browser.close", session=False, timeout=5.0)
+        except Exception:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        for fd in (self._to_browser, self._from_browser):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
