@@ -1,0 +1,229 @@
+"""Indexing tests: incremental runs, corrupt files, model mismatch, kill -9 and resume, concurrent search."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from data.segments import SegmentationConfig
+from index.build import BuildConfig, build_library
+from index.encoder import Encoder, EncoderConfig
+from index.errors import LibraryBusyError, ModelMismatchError
+from index.schema import SPACE_SEGMENTS, SPACE_VIDEOS, STATUS_FAILED, STATUS_INDEXED, Segment, Video
+from index.search import SearchEngine
+from index.store import LibraryConfig, LibraryStore
+from tests.index_fixtures import pattern_video, tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = BuildConfig(segmentation=SegmentationConfig(window_s=1.0), progress=False)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+@pytest.fixture(scope="module")
+def encoder(checkpoint) -> Encoder:
+    return Encoder(EncoderConfig(checkpoint=str(checkpoint), device="cpu"))
+
+
+def _videos(store: LibraryStore) -> dict[str, Video]:
+    with store.session() as session:
+        return {v.path: v for v in session.scalars(select(Video))}
+
+
+def _check_consistent(store: LibraryStore) -> None:
+    """No duplicate segments, every indexed video fully segmented, FAISS ids == row ids."""
+    with store.session() as session:
+        seg_ids = sorted(session.scalars(select(Segment.id)))
+        per_video = dict(session.execute(select(Segment.video_id, func.count()).group_by(Segment.video_id)).all())
+        for video in session.scalars(select(Video)):
+            if video.status == STATUS_INDEXED:
+                expected = max(1, round(video.duration_s))  # 1 s windows of whole-second clips
+                assert per_video.get(video.id) == expected, video.path
+            else:
+                assert video.id not in per_video
+        video_ids = sorted(session.scalars(select(Video.id).where(Video.embedding.is_not(None))))
+    assert sorted(store.indexes[SPACE_SEGMENTS].ids().tolist()) == seg_ids
+    assert sorted(store.indexes[SPACE_VIDEOS].ids().tolist()) == video_ids
+
+
+def test_incremental_runs(tmp_path, encoder):
+    lib = tmp_path / "lib"
+    for i in range(4):
+        pattern_video(lib / f"v{i}.mp4", seed=i, seconds=2 + i % 2)
+    (lib / "sub").mkdir()
+    pattern_video(lib / "sub" / "deep.mp4", seed=9, seconds=2)
+    (lib / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 200)  # truncated MP4
+    (lib / "notes.txt").write_text("not a video")
+    os.symlink(lib / "v0.mp4", lib / "link.mp4")  # symlinks are not followed
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"))
+    with LibraryStore(cfg, writable=True) as store:
+        first = build_library(store, encoder, [str(lib)], CONFIG)
+        assert (first.indexed, len(first.failed)) == (5, 1)
+        assert first.failed[0]["path"].endswith("broken.mp4") and first.failed[0]["reason"]
+        rows = _videos(store)
+        broken = rows[str(lib / "broken.mp4")]
+        assert broken.status == STATUS_FAILED and broken.error_type == "CorruptVideoError" and broken.error
+        _check_consistent(store)
+
+        again = build_library(store, encoder, [str(lib)], CONFIG)
+        assert (again.unchanged, again.previously_failed, again.indexed, again.segments) == (5, 1, 0, 0)
+
+        old_ids = {p: v.id for p, v in _videos(store).items()}
+        # changed content, deleted, moved, copied, and a new file
+        pattern_video(lib / "v0.mp4", seed=100, seconds=3)
+        (lib / "v1.mp4").unlink()
+        shutil.move(lib / "v2.mp4", lib / "sub" / "v2-moved.mp4")
+        shutil.copy(lib / "v3.mp4", lib / "v3-copy.mp4")
+        pattern_video(lib / "new.mp4", seed=50, seconds=2)
+        third = build_library(store, encoder, [str(lib)], CONFIG)
+        assert (third.reindexed, third.removed, third.moved, third.copied, third.indexed) == (1, 1, 1, 1, 1)
+        rows = _videos(store)
+        assert str(lib / "v1.mp4") not in rows and str(lib / "v2.mp4") not in rows
+        assert rows[str(lib / "sub" / "v2-moved.mp4")].id == old_ids[str(lib / "v2.mp4")]  # same row, no re-encode
+        assert rows[str(lib / "v0.mp4")].id != old_ids[str(lib / "v0.mp4")]
+        assert rows[str(lib / "v0.mp4")].duration_s == pytest.approx(3.0)
+        assert third.segments == 3 + 2  # only the changed and the new file were decoded
+        _check_consistent(store)
+
+        # the bad file repaired: retried because its size/mtime changed
+        pattern_video(lib / "broken.mp4", seed=7, seconds=2)
+        fourth = build_library(store, encoder, [str(lib)], CONFIG)
+        assert fourth.reindexed == 1 and _videos(store)[str(lib / "broken.mp4")].status == STATUS_INDEXED
+        # a different segmentation re-indexes everything
+        fifth = build_library(store, encoder, [str(lib)], BuildConfig(segmentation=SegmentationConfig(window_s=2.0),
+                                                                         progress=False))
+        assert fifth.reindexed == len(_videos(store))
+    with LibraryStore(cfg) as reader:  # what was saved opens consistent
+        assert reader.vector_count(SPACE_VIDEOS) == len(_videos(reader))
+
+
+def test_model_mismatch_is_refused_and_reindex_switches(tmp_path, encoder, checkpoint):
+    lib = tmp_path / "lib"
+    pattern_video(lib / "a.mp4", seed=1, seconds=2)
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"))
+    other_path = tiny_checkpoint(tmp_path / "other.pt", seed=1)
+    other = Encoder(EncoderConfig(checkpoint=str(other_path), device="cpu"))
+    with LibraryStore(cfg, writable=True) as store:
+        build_library(store, encoder, [str(lib)], CONFIG)
+        with pytest.raises(ModelMismatchError) as caught:
+            build_library(store, other, [str(lib)], CONFIG)
+        message = str(caught.value)
+        assert str(checkpoint) in message and str(other_path) in message and "--reindex" in message
+        assert "python -m index.build" in message
+    with pytest.raises(ModelMismatchError):
+        SearchEngine(cfg, model=other)
+    with LibraryStore(cfg, writable=True) as store:
+        summary = build_library(store, other, [str(lib)], BuildConfig(segmentation=CONFIG.segmentation,
+                                                                       reindex=True, progress=False))
+        assert summary.reindexed == 1 and store.library_model().fingerprint == other.info.fingerprint
+        _check_consistent(store)
+    with SearchEngine(cfg, model=other) as engine:
+        assert engine.search_text("anything", k=1).items
+    with pytest.raises(ModelMismatchError):
+        SearchEngine(cfg, model=encoder)
+
+
+def test_second_writer_is_refused(tmp_path):
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"))
+    with LibraryStore(cfg, writable=True):
+        with pytest.raises(LibraryBusyError):
+            LibraryStore(cfg, writable=True)
+
+
+def _indexed_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM videos WHERE status='indexed'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_9_during_build_then_resume(tmp_path, checkpoint):
+    lib = tmp_path / "lib"
+    n = 24
+    for i in range(n):
+        pattern_video(lib / f"clip{i:02d}.mp4", seed=i, seconds=4)
+    db = tmp_path / "lib.db"
+    cmd = [sys.executable, "-m", "index.build", str(lib), "--db", str(db), "--model", str(checkpoint),
+           "--window", "1", "--workers", "0", "--no-progress", "--device", "cpu", "--batch-size", "4"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed_at = []
+    for wanted in (2, 9):  # kill twice at different points
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while _indexed_count(db) < wanted and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at.append(_indexed_count(db))
+    assert killed_at[-1] < n, f"the run finished before it could be killed: {killed_at}"
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["unchanged"] == killed_at[-1] and summary["indexed"] == n - killed_at[-1]
+    with LibraryStore(LibraryConfig(db=str(db))) as reader:
+        assert len(_videos(reader)) == n
+        with reader.session() as session:
+            assert session.scalar(select(func.count()).select_from(Segment)) == n * 4
+        _check_consistent_windows(reader, 4)
+
+
+def _check_consistent_windows(store: LibraryStore, per_video: int) -> None:
+    with store.session() as session:
+        counts = session.execute(select(Segment.video_id, func.count()).group_by(Segment.video_id)).all()
+        seg_ids = sorted(session.scalars(select(Segment.id)))
+    assert all(c == per_video for _, c in counts)
+    assert sorted(store.indexes[SPACE_SEGMENTS].ids().tolist()) == seg_ids
+
+
+def test_concurrent_search_while_indexing(tmp_path, encoder):
+    lib = tmp_path / "lib"
+    for i in range(10):
+        pattern_video(lib / f"c{i}.mp4", seed=i, seconds=3)
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"), refresh_interval_s=0.0)
+    (tmp_path / "empty").mkdir()
+    with LibraryStore(cfg, writable=True) as store:  # create the library and record the model
+        build_library(store, encoder, [str(tmp_path / "empty")], CONFIG)
+    engine = SearchEngine(cfg, model=encoder)
+    errors: list[BaseException] = []
+
+    def index_all() -> None:
+        try:
+            with LibraryStore(cfg, writable=True) as writer:
+                # decoding in a worker process, as the CLI does by default
+                build_library(writer, encoder, [str(lib)], BuildConfig(segmentation=CONFIG.segmentation, workers=1,
+                                                                        progress=False))
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=index_all)
+    thread.start()
+    seen_counts = set()
+    searches = 0
+    while thread.is_alive() or searches < 3:
+        page = engine.search_text("a moving pattern", k=5)
+        seen_counts.add(engine.store.vector_count(SPACE_SEGMENTS))
+        for hit in page.items:  # every hit points at a committed, complete row
+            assert Path(hit.path).is_file() and hit.end_s > hit.start_s
+        searches += 1
+    thread.join()
+    assert not errors, errors
+    engine.store.refresh(force=True)
+    assert engine.store.vector_count(SPACE_SEGMENTS) == 30
+    assert len(engine.search_text("a moving pattern", k=20, group_by_video=True).items) == 10
+    assert len(seen_counts) > 1  # the reader saw the library grow while it was being written
+    engine.close()
