@@ -82,16 +82,18 @@ def main() -> None:
         fwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
         bwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
         z = torch.randn(32, 384, 1569, device="cuda", dtype=torch.bfloat16)
-        print("| block_d | block_l | warps | triton us |\n|---|---|---|---|")
-        for block_d, block_l, warps in [(8, 64, 4), (4, 64, 4), (4, 128, 4), (2, 128, 4), (2, 256, 4), (8, 32, 4),
-                                        (16, 32, 4), (16, 16, 4), (4, 32, 2), (2, 64, 2), (1, 128, 2), (1, 256, 4),
-                                        (4, 64, 8), (8, 64, 8), (16, 64, 8)]:
+        print("| variant | block_d | block_l | warps | triton us |\n|---|---|---|---|---|")
+        configs = [(False, 4, 32, 2), (False, 4, 32, 1), (False, 2, 32, 1), (False, 8, 16, 1), (False, 4, 16, 1),
+                   (False, 8, 32, 2), (False, 2, 64, 1)]
+        configs += [(True, bd, 0, w) for bd, w in [(8, 1), (16, 1), (32, 1), (32, 2), (64, 2), (64, 4), (128, 4),
+                                                     (128, 8), (256, 8)]]
+        for sequential, block_d, block_l, warps in configs:
             try:
                 t = cuda_time(lambda: bidirectional_selective_scan_triton(
-                    fwd, bwd, z, block_d=block_d, block_l=block_l, num_warps=warps))
-                print(f"| {block_d} | {block_l} | {warps} | {t * 1e6:.0f} |")
+                    fwd, bwd, z, block_d=block_d, block_l=max(block_l, 16), num_warps=warps, sequential=sequential))
+                print(f"| {'sequential' if sequential else 'chunked'} | {block_d} | {block_l} | {warps} | {t * 1e6:.0f} |")
             except Exception as err:  # out of resources for this config
-                print(f"| {block_d} | {block_l} | {warps} | failed: {type(err).__name__} |")
+                print(f"| {sequential} | {block_d} | {block_l} | {warps} | failed: {type(err).__name__} |")
     print(f"\ndevice: {torch.cuda.get_device_name()}; torch {torch.__version__}; bf16 inputs, fp32 state; "
           f"copy bandwidth {bandwidth / 1e12:.2f} TB/s\n")
     print("| width | frames | batch | dim | length | triton us | mamba-ssm x2 + flips us | torch us | "

@@ -97,6 +97,51 @@ if triton is not None:
             tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
     @triton.jit
+    def _scan_direction_sequential(
+        u_ptr, dt_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, z_ptr, out_ptr,
+        batch_idx, d_offs, d_mask, length, dim,
+        stride_ub, stride_ud, stride_dtb, stride_dtd, stride_Bb, stride_Bn, stride_Cb, stride_Cn,
+        stride_zb, stride_zd,
+        REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_D: tl.constexpr,
+    ):
+        # One time step per iteration, every thread owning whole channels with
+        # their STATE values in registers (mamba-ssm's layout). Each channel's
+        # row is read front to back (or back to front), so its cache lines are
+        # reused across consecutive steps.
+        n_offs = tl.arange(0, STATE)
+        A = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
+        A = A.to(tl.float32) * 1.4426950408889634
+        Dskip = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0).to(tl.float32)
+        bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0).to(tl.float32)
+        h = tl.zeros([BLOCK_D, STATE], dtype=tl.float32)
+        u_base = u_ptr + batch_idx * stride_ub + d_offs * stride_ud
+        dt_base = dt_ptr + batch_idx * stride_dtb + d_offs * stride_dtd
+        z_base = z_ptr + batch_idx * stride_zb + d_offs * stride_zd
+        out_base = out_ptr + batch_idx * dim * length + d_offs * length
+        B_base = B_ptr + batch_idx * stride_Bb + n_offs * stride_Bn
+        C_base = C_ptr + batch_idx * stride_Cb + n_offs * stride_Cn
+        for step in range(0, length):
+            if REVERSE:
+                pos = length - 1 - step
+            else:
+                pos = step
+            u = tl.load(u_base + pos, mask=d_mask, other=0.0).to(tl.float32)
+            dt = tl.load(dt_base + pos, mask=d_mask, other=0.0).to(tl.float32) + bias
+            if SOFTPLUS:
+                dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
+            Bt = tl.load(B_base + pos).to(tl.float32)
+            Ct = tl.load(C_base + pos).to(tl.float32)
+            h = tl.exp2(dt[:, None] * A) * h + (dt * u)[:, None] * Bt[None, :]
+            y = tl.sum(h * Ct[None, :], axis=1) + Dskip * u
+            if ACCUMULATE:
+                y += tl.load(out_base + pos, mask=d_mask, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z = tl.load(z_base + pos, mask=d_mask, other=0.0).to(tl.float32)
+                y = y * (z / (1.0 + tl.exp(-z)))
+            tl.store(out_base + pos, y.to(out_ptr.dtype.element_ty), mask=d_mask)
+
+    @triton.jit
     def _bidirectional_scan_fwd_kernel(
         u_f, dt_f, B_f, C_f, A_f, D_f, bias_f,
         u_b, dt_b, B_b, C_b, A_b, D_b, bias_b,
@@ -104,26 +149,40 @@ if triton is not None:
         s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
         s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
         s_zb, s_zd,
-        BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+        BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr, SEQUENTIAL: tl.constexpr,
         STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         batch_idx = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
         # Forward direction writes C.h + D u (ungated unless it is the only one).
-        _scan_direction(u_f, dt_f, B_f, C_f, A_f, D_f, bias_f, z_ptr, out_ptr,
-                        batch_idx, d_offs, d_mask, length, dim,
-                        s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, s_zb, s_zd,
-                        REVERSE=False, ACCUMULATE=False, HAS_Z=HAS_Z and not BIDIRECTIONAL, SOFTPLUS=SOFTPLUS,
-                        STATE=STATE, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
+        if SEQUENTIAL:
+            _scan_direction_sequential(
+                u_f, dt_f, B_f, C_f, A_f, D_f, bias_f, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
+                s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, s_zb, s_zd,
+                REVERSE=False, ACCUMULATE=False, HAS_Z=HAS_Z and not BIDIRECTIONAL, SOFTPLUS=SOFTPLUS,
+                STATE=STATE, BLOCK_D=BLOCK_D)
+        else:
+            _scan_direction(
+                u_f, dt_f, B_f, C_f, A_f, D_f, bias_f, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
+                s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, s_zb, s_zd,
+                REVERSE=False, ACCUMULATE=False, HAS_Z=HAS_Z and not BIDIRECTIONAL, SOFTPLUS=SOFTPLUS,
+                STATE=STATE, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
             # The backward pass re-reads what this program's threads stored.
             tl.debug_barrier()
-            _scan_direction(u_b, dt_b, B_b, C_b, A_b, D_b, bias_b, z_ptr, out_ptr,
-                            batch_idx, d_offs, d_mask, length, dim,
-                            s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, s_zb, s_zd,
-                            REVERSE=True, ACCUMULATE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS,
-                            STATE=STATE, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
+            if SEQUENTIAL:
+                _scan_direction_sequential(
+                    u_b, dt_b, B_b, C_b, A_b, D_b, bias_b, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
+                    s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, s_zb, s_zd,
+                    REVERSE=True, ACCUMULATE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS,
+                    STATE=STATE, BLOCK_D=BLOCK_D)
+            else:
+                _scan_direction(
+                    u_b, dt_b, B_b, C_b, A_b, D_b, bias_b, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
+                    s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, s_zb, s_zd,
+                    REVERSE=True, ACCUMULATE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS,
+                    STATE=STATE, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
 
 
 def _check_unit_stride(name: str, t: Tensor) -> None:
@@ -136,9 +195,10 @@ def bidirectional_selective_scan_triton(
     backward: Optional[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]],
     z: Optional[Tensor],
     delta_softplus: bool = True,
-    block_d: int = 8,
-    block_l: int = 64,
-    num_warps: int = 4,
+    block_d: int = 4,
+    block_l: int = 32,
+    num_warps: int = 2,
+    sequential: bool = False,
 ) -> Tensor:
     """Fused forward (+ reverse-order backward) selective scan, no autograd.
 
@@ -182,7 +242,7 @@ def bidirectional_selective_scan_triton(
         b[0].stride(0), b[0].stride(1), b[1].stride(0), b[1].stride(1),
         b[2].stride(0), b[2].stride(1), b[3].stride(0), b[3].stride(1),
         zt.stride(0), zt.stride(1),
-        BIDIRECTIONAL=backward is not None, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
+        BIDIRECTIONAL=backward is not None, HAS_Z=z is not None, SOFTPLUS=delta_softplus, SEQUENTIAL=sequential,
         STATE=state, BLOCK_D=block_d, BLOCK_L=block_l,
         num_warps=num_warps,
     )
