@@ -260,3 +260,30 @@ def test_ddp_gradient_equals_single_process_global_batch(tmp_path: Path) -> None
     torch.manual_seed(0)
     initial = create_dual_encoder(resolve_config(TINY_CONFIG, []).model).state_dict()
     assert (single["vision_proj.weight"] - initial["vision_proj.weight"]).abs().max().item() > 100 * worst
+
+
+@pytest.fixture(scope="module")
+def disk_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from data.synthetic import SyntheticConfig, write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("disk")
+    write_synthetic_dataset(root, SyntheticConfig(num_videos=16, seed=4, num_frames=4, height=32, width=32,
+                                                  max_events=2), msrvtt_layout=True, test_fraction=0.25)
+    return root
+
+
+@pytest.mark.parametrize("dataset", ["pairs", "msrvtt"])
+def test_training_on_files_decodes_trains_and_evaluates(disk_dataset: Path, tmp_path: Path, dataset: str) -> None:
+    fields = dict(data__dataset=dataset, train__steps=3, train__log_every=1, eval__every=0, eval__at_end=True,
+                  train__checkpoint_every=0, data__batch_size=4, data__num_workers=1)
+    if dataset == "pairs":
+        fields.update(data__train_file=str(disk_dataset / "captions.jsonl"),
+                      data__eval_file=str(disk_dataset / "captions.jsonl"))
+    else:
+        fields.update(data__root=str(disk_dataset))
+    summary = train(resolve_config(TINY_CONFIG, tiny_train_overrides(str(tmp_path), dataset, **fields)))
+    assert summary["finished"] and summary["step"] == 3
+    assert summary["bad_samples"].startswith("skipped 0 of 12 items")
+    evaluation = summary["eval"]
+    expected_videos = 16 if dataset == "pairs" else 4  # msrvtt: the 1k-A-style test split (2 of 8 pairs)
+    assert evaluation["results"]["raw"]["num_videos"] == expected_videos
