@@ -33,7 +33,7 @@ def register_api(service: AppService) -> None:
     """Declare the endpoints of :data:`ENDPOINTS` inside the current ``gr.Blocks``."""
 
     def search(query: str, folder: str = "", min_duration_s: Optional[float] = None,
-               max_duration_s: Optional[float] = None, page: int = 1, page_size: int = 12) -> dict[str, Any]:
+               max_duration_s: Optional[float] = None, page: int = 1, page_size: Optional[int] = None) -> dict[str, Any]:
         """Text search. Returns {page, page_size, has_more, results: [{video_path, name, start_s, end_s,
         score, segment_id, video_id, duration_s, thumbnail, play_url}]}."""
         try:
@@ -42,7 +42,7 @@ def register_api(service: AppService) -> None:
             raise api_error(error) from None
 
     def similar_segments(segment_id: int, folder: str = "", min_duration_s: Optional[float] = None,
-                         max_duration_s: Optional[float] = None, page: int = 1, page_size: int = 12) -> dict[str, Any]:
+                         max_duration_s: Optional[float] = None, page: int = 1, page_size: Optional[int] = None) -> dict[str, Any]:
         """Segments most like segment `segment_id` (itself excluded); same result format as search."""
         try:
             return service.page_json(service.similar(segment_id, folder, min_duration_s, max_duration_s,

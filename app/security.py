@@ -48,7 +48,8 @@ class PathGuard:
     handlers check paths.
     """
 
-    def __init__(self, folders: Iterable[str | os.PathLike[str]] = ()) -> None:
+    def __init__(self, folders: Iterable[str | os.PathLike[str]] = (), what: str = "a library folder") -> None:
+        self.what = what
         self._lock = threading.Lock()
         self._folders: list[Path] = []
         for folder in folders:
@@ -101,9 +102,9 @@ class PathGuard:
         real = _real(text)
         if not any(_is_within(real, folder) for folder in self.folders):
             logger.warning("refused path outside the library roots: %r -> %s", text, real)
-            raise PathNotAllowedError("that file is not inside a library folder")
+            raise PathNotAllowedError(f"that file is not inside {self.what}")
         if not real.is_file():
-            raise PathNotAllowedError("no such file in the library")
+            raise PathNotAllowedError(f"no such file in {self.what}")
         return real
 
 

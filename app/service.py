@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +35,9 @@ logger = logging.getLogger(__name__)
 
 def gradio_upload_folder() -> Path:
     """Where Gradio stores uploaded files (``GRADIO_TEMP_DIR`` or ``<tmp>/gradio``)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
 
 
 def file_url(path: Path) -> str:
@@ -60,8 +61,8 @@ class AppService:
         self.backend = backend
         self.thumbnails = ThumbnailCache(config.resolved_thumbnails_dir())
         self.library_guard = PathGuard()
-        self.thumbnail_guard = PathGuard([self.thumbnails.folder])
-        self.upload_guard = PathGuard([gradio_upload_folder()])
+        self.thumbnail_guard = PathGuard([self.thumbnails.folder], what="the thumbnail cache")
+        self.upload_guard = PathGuard([gradio_upload_folder()], what="the upload folder (it was not uploaded)")
         self._roots_lock = threading.Lock()
         self._on_served_folders_changed = on_served_folders_changed
         self.refresh_roots()
