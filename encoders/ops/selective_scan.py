@@ -22,8 +22,8 @@ Backends:
   * ``"cuda"``:  mamba-ssm's fused CUDA kernel (optional dependency, CUDA tensors).
   * ``"torch"``: pure PyTorch, any device, autograd; a two-level chunked scan
     (see :func:`selective_scan_torch`).
-  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA "cuda" if
-    mamba-ssm imports, else "triton" when no gradient is needed, else "torch".
+  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA "triton"
+    when no gradient is needed, else "cuda" if mamba-ssm imports, else "torch".
 
 The backend is chosen by the ``backend`` argument, else the environment variable
 ``MAMBASEARCH_SCAN_BACKEND``, else ``"auto"``.
@@ -94,12 +94,13 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device, needs_gra
             f"choose one of {', '.join(SCAN_BACKENDS)}"
         )
     if requested == "auto":
-        # Measured on an H100 (docs/benchmarks.md): mamba-ssm's kernel is ~2x faster
-        # than our Triton kernel, which is ~10x faster than the PyTorch scan.
-        if device.type == "cuda" and cuda_scan_available():
-            chosen = "cuda"
-        elif device.type == "cuda" and not needs_grad and triton_available():
+        # Measured on an H100 (docs/benchmarks.md): for inference the Triton kernel
+        # is a little faster than mamba-ssm's and needs no flips; it has no
+        # backward, so training uses mamba-ssm (or the PyTorch scan).
+        if device.type == "cuda" and not needs_grad and triton_available():
             chosen = "triton"
+        elif device.type == "cuda" and cuda_scan_available():
+            chosen = "cuda"
         else:
             chosen = "torch"
     else:
