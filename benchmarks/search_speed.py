@@ -58,12 +58,17 @@ def bench_index(factory: str, data: np.ndarray, queries: np.ndarray, truth: np.n
     t0 = time.perf_counter()
     index = VectorIndex.build(data.shape[1], factory, ids, data, VectorConfig(hnsw_ef_search=64, ivf_nprobe=16))
     build_s = time.perf_counter() - t0
+    import faiss
+
     single = []
     found = np.empty((len(queries), 10), dtype=np.int64)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one query: OpenMP fan-out only adds overhead (measured: 1 ms vs 4-10 ms)
     for i, q in enumerate(queries):
         t = time.perf_counter()
         _, found[i:i + 1] = index.search(q[None], 10)
         single.append((time.perf_counter() - t) * 1e3)
+    faiss.omp_set_num_threads(threads)
     batched = []
     for start in range(0, len(queries), batch):
         chunk = queries[start:start + batch]
@@ -79,7 +84,7 @@ def bench_index(factory: str, data: np.ndarray, queries: np.ndarray, truth: np.n
 def run_search(sizes: list[int], dim: int, clusters: int, n_queries: int, batch: int, seed: int) -> list[dict]:
     import faiss
 
-    from index.vectors import ivf_nlist
+    from index.vectors import MIN_TRAIN_PER_LIST, ivf_nlist
 
     rows = []
     for n in sizes:
@@ -89,7 +94,8 @@ def run_search(sizes: list[int], dim: int, clusters: int, n_queries: int, batch:
         exact = faiss.IndexFlatIP(dim)
         exact.add(data)
         _, truth = exact.search(queries, 10)
-        for factory in ("IDMap2,Flat", "IDMap2,HNSW32", f"IDMap2,IVF{ivf_nlist(n)},SQ8"):
+        nlist = min(ivf_nlist(n), 2 ** int(np.log2(n // MIN_TRAIN_PER_LIST)))  # trainable at this N
+        for factory in ("IDMap2,Flat", "IDMap2,HNSW32", f"IDMap2,IVF{nlist},SQ8"):
             logger.info("N=%d %s ...", n, factory)
             row = bench_index(factory, data, queries, truth, batch)
             row["n"] = n
@@ -98,8 +104,9 @@ def run_search(sizes: list[int], dim: int, clusters: int, n_queries: int, batch:
     return rows
 
 
-def run_indexing(videos: int, seconds: float, workers: int) -> list[dict]:
-    """segments/s of build_library on generated 64x64 videos with 2 random models."""
+def run_indexing(videos: int, seconds: float, workers: int, ti_videos: int) -> list[dict]:
+    """segments/s of build_library on generated 64x64 videos with 2 random models (the Ti-shaped one
+    on the first ``ti_videos`` videos only: its pure-PyTorch CPU scan takes seconds per clip)."""
     from data.segments import SegmentationConfig
     from index.build import BuildConfig, build_library
     from index.encoder import Encoder, EncoderConfig
@@ -117,11 +124,15 @@ def run_indexing(videos: int, seconds: float, workers: int) -> list[dict]:
         ti = DualEncoderConfig(video_tower="videomamba", video_encoder="videomamba_tiny", num_frames=8, img_size=224,
                                embed_dim=512)
         models["VideoMamba-Ti (24x192, 8x224px)"] = save_model(create_dual_encoder(ti), root / "ti.pt")
-        for name, path in models.items():
+        for folder in ("lib_ti",):
+            (root / folder).mkdir()
+            for i in range(ti_videos):
+                os.link(root / "lib" / f"v{i:03d}.mp4", root / folder / f"v{i:03d}.mp4")
+        for (name, path), lib in zip(models.items(), ("lib", "lib_ti")):
             encoder = Encoder(EncoderConfig(checkpoint=str(path), device="cpu", batch_size=16))
             cfg = LibraryConfig(db=str(root / f"{path.stem}.db"))
             with LibraryStore(cfg, writable=True) as store:
-                summary = build_library(store, encoder, [str(root / "lib")],
+                summary = build_library(store, encoder, [str(root / lib)],
                                         BuildConfig(segmentation=SegmentationConfig(window_s=2.0), workers=workers,
                                                     progress=False))
             rows.append({"model": name, "segments": summary.segments, "seconds": summary.seconds,
@@ -140,7 +151,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index-videos", type=int, default=16, help="videos for the throughput run (0 = skip)")
     parser.add_argument("--video-seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--ti-videos", type=int, default=2, help="videos for the Ti-shaped model")
+    parser.add_argument("--workers", type=int, default=0, help="decoder processes (0 = inline; spawn costs ~3 s)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("index").setLevel(logging.WARNING)
@@ -150,13 +162,14 @@ def main() -> None:
     print(f"CPU threads: faiss {faiss.omp_get_max_threads()}, torch {torch.get_num_threads()}, "
           f"cores {os.cpu_count()}; faiss {faiss.__version__}")
     rows = run_search(args.sizes, args.dim, args.clusters, args.queries, args.batch, args.seed)
+    print("\nsingle queries with 1 faiss thread, batches with all")
     print("\n| N | index | build s | single p50 ms | single p99 ms | batched p50 ms/q | batched p99 ms/q | recall@10 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']:,} | {r['factory']} | {r['build_s']:.1f} | {r['single_p50']:.3f} | {r['single_p99']:.3f} | "
               f"{r['batch_p50']:.4f} | {r['batch_p99']:.4f} | {r['recall']:.3f} |")
     if args.index_videos:
-        rows = run_indexing(args.index_videos, args.video_seconds, args.workers)
+        rows = run_indexing(args.index_videos, args.video_seconds, args.workers, args.ti_videos)
         print("\n| model (random weights, CPU) | segments | seconds | segments/s |")
         print("|---|---|---|---|")
         for r in rows:
