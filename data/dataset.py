@@ -18,18 +18,19 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.clip import read_clip_frames
-from data.decode import DecodeConfig
 from data.errors import VideoReadError
 from data.records import VideoTextRecord
 from data.sampling import SamplingConfig
 from data.transforms import TransformConfig, frames_to_tensor
+
+if TYPE_CHECKING:
+    from data.decode import DecodeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class VideoTextDataset(Dataset):
         self.records = list(records)
         self.sampling = sampling or SamplingConfig()
         self.transform = transform or TransformConfig()
-        self.decode = decode or DecodeConfig()
+        self.decode = decode  # None: read_clip_frames' defaults
         self.caption_mode = caption_mode
         # Item offsets per record for caption_mode "all".
         self._offsets = np.cumsum([0] + [len(r.captions) for r in self.records]).tolist()
@@ -144,6 +145,10 @@ class VideoTextDataset(Dataset):
         rng = _torch_seeded_rng()
         if cap_index is None:
             cap_index = int(rng.integers(len(record.captions)))
+        # Imported here so that in-memory datasets (the synthetic one) work on
+        # machines without PyAV, e.g. GPU training nodes given only the wheels they need.
+        from data.clip import read_clip_frames
+
         try:
             clip = read_clip_frames(record.video_path, self.sampling, record.start_s, record.end_s, self.decode, rng)
             video = frames_to_tensor(clip.frames, self.transform)

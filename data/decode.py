@@ -27,7 +27,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -44,50 +44,16 @@ from data.probe import ProbeResult, VideoInfo, probe_open
 
 logger = logging.getLogger(__name__)
 
-PYAV = "pyav"
-DECORD = "decord"
-BACKENDS: tuple[str, ...] = (PYAV, DECORD)
-
-#: Backend used when ``DecodeConfig.backend`` is None.  Chosen from
-#: ``benchmarks/decode_speed.py`` (see docs/data.md): PyAV was faster for sparse
-#: uniform sampling on both the 10-minute 360p and the 1080p H.264 files.
-DEFAULT_BACKEND = PYAV
-
-#: 8K UHD.  Larger frames are refused (one 8K RGB frame is ~100 MB).
-DEFAULT_MAX_PIXELS = 7680 * 4320
-
-SeekMode = Literal["exact", "keyframe"]
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How to decode.
-
-    Attributes:
-        backend: "pyav", "decord" or None for :data:`DEFAULT_BACKEND`.
-        num_threads: decoder threads per open file; 0 lets the backend choose.
-            Use 1 inside many DataLoader workers to avoid oversubscription.
-        timeout_s: time budget in seconds for probing and for each ``get_frames`` call.
-        max_pixels: refuse videos whose ``width * height`` exceeds this.
-        max_decode_errors: corrupt packets tolerated per ``get_frames`` call before
-            :class:`CorruptVideoError` is raised.
-        seek_mode: "exact" returns the frame at each index; "keyframe" returns,
-            for each index, the nearest keyframe at or before it (one decoded frame
-            per index instead of up to a whole GOP: much faster for sparse samples
-            from long files, at the price of frames up to one GOP early).  Falls
-            back to "exact" when the file has no keyframe index.
-    """
-
-    backend: str | None = None
-    num_threads: int = 0
-    timeout_s: float = 60.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_decode_errors: int = 64
-    seek_mode: SeekMode = "exact"
-
-    def __post_init__(self) -> None:
-        if self.seek_mode not in ("exact", "keyframe"):
-            raise ValueError(f"seek_mode must be 'exact' or 'keyframe', got {self.seek_mode!r}")
+# Names and the config live in data.decode_config, which does not import PyAV.
+from data.decode_config import (  # noqa: E402  (re-exported: the public home of these names is data.decode)
+    BACKENDS,
+    DECORD,
+    DEFAULT_BACKEND,
+    DEFAULT_MAX_PIXELS,
+    PYAV,
+    DecodeConfig,
+    SeekMode,
+)
 
 
 def available_backends() -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from data.dataset import CaptionMode, VideoTextDataset
-from data.decode import DecodeConfig
+from data.decode_config import DecodeConfig
 from data.records import VideoTextRecord
 from data.sampling import SamplingConfig
 from data.transforms import TransformConfig

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from data.dataset import VideoTextDataset
-from data.decode import DecodeConfig
+from data.decode_config import DecodeConfig
 from data.records import VideoTextRecord
 from data.sampling import SamplingConfig
 from data.transforms import TransformConfig
