@@ -83,10 +83,9 @@ def main() -> None:
         bwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
         z = torch.randn(32, 384, 1569, device="cuda", dtype=torch.bfloat16)
         print("| variant | block_d | block_l | warps | triton us |\n|---|---|---|---|---|")
-        configs = [(False, 4, 32, 2), (False, 4, 32, 1), (False, 2, 32, 1), (False, 8, 16, 1), (False, 4, 16, 1),
-                   (False, 8, 32, 2), (False, 2, 64, 1)]
-        configs += [(True, bd, 0, w) for bd, w in [(8, 1), (16, 1), (32, 1), (32, 2), (64, 2), (64, 4), (128, 4),
-                                                     (128, 8), (256, 8)]]
+        configs = [(False, 4, 16, 1), (False, 2, 16, 1), (False, 4, 8, 1), (False, 8, 8, 1), (False, 2, 8, 1),
+                   (False, 1, 16, 1), (False, 1, 32, 1)]
+        configs += [(True, bd, 0, 1) for bd in (1, 2, 4, 8)]
         for sequential, block_d, block_l, warps in configs:
             try:
                 t = cuda_time(lambda: bidirectional_selective_scan_triton(
