@@ -67,7 +67,7 @@ def progress_html(snapshot: JobSnapshot) -> str:
         return "<div class='ms-progress'>No indexing run yet.</div>"
     state = {RUNNING: "Indexing…", DONE: "Finished", FAILED: "Failed"}.get(snapshot.state, snapshot.state)
     total = p.files_total or 0
-    done = p.files_done + p.files_skipped
+    done = p.files_done + p.files_skipped + len(p.failures)
     pct = int(100 * done / total) if total else (100 if snapshot.state == DONE else 0)
     lines = [
         f"<div class='ms-progress' data-state='{html.escape(snapshot.state)}'>",

@@ -31,6 +31,11 @@ CSS = """
 NO_PAGE: dict[str, Any] = {"mode": "", "query": "", "segment_id": None, "page": 1, "has_more": False}
 
 
+def _open_if_zero(value: Any) -> Any:
+    """UI number boxes show 0 when empty: 0 as a duration bound or span end means "no limit"."""
+    return None if value in (None, "", 0) else value
+
+
 def _hit_from_state(value: dict[str, Any]) -> SegmentHit:
     return SegmentHit(**value)
 
@@ -139,7 +144,7 @@ def build_blocks(service: AppService, title: str = "mambasearch") -> gr.Blocks:
         def run_search(text: Any, folder: Any, low: Any, high: Any) -> tuple:
             nav = {**NO_PAGE, "mode": "text", "query": text}
             try:
-                page = service.search(text, folder, low, high, 1)
+                page = service.search(text, folder, _open_if_zero(low), _open_if_zero(high), 1)
                 return _page_outputs(service, page, nav, f"“{page_query(text)}”")
             except Exception as error:
                 return _error_outputs(user_message(error), dict(NO_PAGE))
@@ -151,10 +156,11 @@ def build_blocks(service: AppService, title: str = "mambasearch") -> gr.Blocks:
             target = max(1, int(nav.get("page", 1)) + delta)
             try:
                 if nav.get("mode") == "text":
-                    page = service.search(nav["query"], folder, low, high, target)
+                    page = service.search(nav["query"], folder, _open_if_zero(low), _open_if_zero(high), target)
                     return _page_outputs(service, page, nav, f"“{page_query(nav['query'])}”")
                 if nav.get("mode") == "similar":
-                    page = service.similar(nav["segment_id"], folder, low, high, target)
+                    page = service.similar(nav["segment_id"], folder, _open_if_zero(low), _open_if_zero(high),
+                                           target)
                     return _page_outputs(service, page, nav, nav["query"])
                 return _error_outputs("search first", nav)
             except Exception as error:
@@ -175,7 +181,8 @@ def build_blocks(service: AppService, title: str = "mambasearch") -> gr.Blocks:
             label = f"segments like {hit.name} {render.clock(hit.start_s)}–{render.clock(hit.end_s)}"
             nav = {**NO_PAGE, "mode": "similar", "query": label, "segment_id": hit.segment_id}
             try:
-                return _page_outputs(service, service.similar(hit.segment_id, folder, low, high, 1), nav, label)
+                page = service.similar(hit.segment_id, folder, _open_if_zero(low), _open_if_zero(high), 1)
+                return _page_outputs(service, page, nav, label)
             except Exception as error:
                 return _error_outputs(user_message(error), dict(NO_PAGE))
 
@@ -191,7 +198,7 @@ def build_blocks(service: AppService, title: str = "mambasearch") -> gr.Blocks:
 
         def run_v2t(file: Any, pick: Any, start: Any, end: Any, k: Any) -> tuple:
             try:
-                texts, segments = service.video_to_text(file, pick, start, end, k)
+                texts, segments = service.video_to_text(file, pick, _open_if_zero(start), _open_if_zero(end), k)
             except Exception as error:
                 return render.message_html(user_message(error), "error"), [], [], [], render.player_html(None, None)
             note = (f"{len(texts)} captions, {len(segments)} segments." if texts or segments else

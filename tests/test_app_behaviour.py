@@ -149,3 +149,16 @@ def test_ui_search_handler_pages_and_messages(tmp_path):
         html_player = render.player_html(handle.service.play_url(page1.hits[0]), page1.hits[0])
         assert "#t=0.00,1.00" in html_player and "<video" in html_player
         assert "&lt;script&gt;" in render.message_html("<script>alert(1)</script>")
+
+
+def test_progress_html_counts_failed_files_as_done():
+    from app import render
+    from app.backend import Failure, IndexProgress
+    from app.jobs import DONE, JobSnapshot
+
+    snapshot = JobSnapshot(state=DONE, job_id=1, folders=["/v"], started_at=0.0, finished_at=2.0,
+                           progress=IndexProgress(files_total=4, files_done=2, files_skipped=1, segments=6,
+                                                  failures=[Failure("/v/<b>.mp4", "NotAVideoError: junk")]))
+    html = render.progress_html(snapshot)
+    assert "files 4/4" in html and "value='100'" in html and "3.0 segments/s" in html
+    assert "/v/&lt;b&gt;.mp4" in html and "NotAVideoError: junk" in html
