@@ -201,6 +201,10 @@ def test_upload_type_and_size_limits(indexed, tmp_path):
     text.write_text("hello")
     with pytest.raises(Exception, match="unsupported file type"):
         client.predict(video=handle_file(str(text)), api_name="/video_to_text")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"definitely not a video")
+    with pytest.raises(Exception, match="cannot read that video.*not a recognised video container"):
+        client.predict(video=handle_file(str(junk)), api_name="/video_to_text")
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\x00" * 300_000)  # over the 200 kB limit of this app: refused by Gradio's upload route
     with pytest.raises(Exception):
