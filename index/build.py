@@ -48,6 +48,7 @@ from data.segments import SegmentationConfig
 from index.encoder import DEFAULT_MODEL_PATH, Encoder, EncoderConfig
 from index.errors import LibraryError, ModelMismatchError
 from index.fingerprint import FingerprintConfig, file_fingerprint
+from index.progress import ProgressCallback, ProgressTracker, TqdmProgress
 from index.schema import (
     SPACE_SEGMENTS,
     SPACE_TEXTS,
@@ -62,7 +63,7 @@ from index.schema import (
     embedding_to_bytes,
     utcnow,
 )
-from index.store import LibraryConfig, LibraryStore, Transaction
+from index.store import LibraryConfig, LibraryStore, Transaction, delete_videos
 from index.vectors import VectorConfig
 from index.walk import FileEntry, WalkConfig, normalise_root, stat_entry, walk_videos
 from index.workers import VideoPlan, WorkResult, decode_clips, default_workers, make_executor, plan_video
@@ -85,7 +86,8 @@ class BuildConfig:
         decode: decoder settings for indexing.
         fingerprint: how much of each file the content fingerprint reads.
         walk: which files are videos.
-        progress: show a tqdm progress bar (stderr).
+        progress: show a tqdm progress bar on stderr (a :class:`index.progress.TqdmProgress`
+            fed by the same events as the ``progress`` callback of :func:`build_library`).
     """
 
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
@@ -148,10 +150,11 @@ class _Job:
 
 
 class _Indexer:
-    def __init__(self, store: LibraryStore, encoder: Encoder, config: BuildConfig) -> None:
+    def __init__(self, store: LibraryStore, encoder: Encoder, config: BuildConfig, tracker: ProgressTracker) -> None:
         self.store = store
         self.encoder = encoder
         self.config = config
+        self.tracker = tracker
         self.summary = BuildSummary()
         self.seg_key = segmentation_key(config.segmentation)
 
@@ -224,13 +227,16 @@ class _Indexer:
         for entry in walk_videos(roots, self.config.walk):
             seen.add(entry.path)
             self.summary.scanned += 1
+            self.tracker.file_found()
             row = rows.get(entry.path)
             same_stat = row is not None and row.size_bytes == entry.size and row.mtime_ns == entry.mtime_ns
             if same_stat and row.status == STATUS_INDEXED and row.segmentation == self.seg_key:
                 self.summary.unchanged += 1
+                self.tracker.skipped()
                 continue
             if same_stat and row.status == STATUS_FAILED and not self.config.retry_failed:
                 self.summary.previously_failed += 1
+                self.tracker.skipped()
                 continue
             try:
                 fingerprint = file_fingerprint(entry.path, self.config.fingerprint)
@@ -271,16 +277,19 @@ class _Indexer:
             with self.store.transaction() as tx:
                 tx.session.execute(update(Video).where(Video.id == row.id).values(mtime_ns=entry.mtime_ns))
             self.summary.touched += 1
+            self.tracker.updated()
         for row, entry in moves:
             with self.store.transaction() as tx:
                 tx.session.execute(update(Video).where(Video.id == row.id).values(
                     path=entry.path, mtime_ns=entry.mtime_ns, root_id=root_of(entry.path)))
             logger.info("moved: %s -> %s", row.path, entry.path)
             self.summary.moved += 1
+            self.tracker.updated()
         for row, entry, fingerprint in copies:
             self._copy_video(row.id, entry, fingerprint, root_of(entry.path))
             logger.info("copy of %s: %s", row.path, entry.path)
             self.summary.copied += 1
+            self.tracker.updated()
         # rows under the walked roots whose files are gone (and were not moved)
         moved_ids = {row.id for row, _ in moves}
         stale = [row.id for path, row in rows.items()
@@ -295,18 +304,7 @@ class _Indexer:
     # --------------------------------------------------------------- writing
 
     def _remove_video_rows(self, tx: Transaction, video_ids: Sequence[int]) -> None:
-        if not video_ids:
-            return
-        session = tx.session
-        for start in range(0, len(video_ids), 500):
-            chunk = list(video_ids[start:start + 500])
-            for seg_id in session.scalars(select(Segment.id).where(Segment.video_id.in_(chunk))):
-                tx.remove_vector(SPACE_SEGMENTS, seg_id)
-            for vid, emb in session.execute(select(Video.id, Video.embedding).where(Video.id.in_(chunk))):
-                if emb is not None:
-                    tx.remove_vector(SPACE_VIDEOS, vid)
-            session.execute(delete(Segment).where(Segment.video_id.in_(chunk)))
-            session.execute(delete(Video).where(Video.id.in_(chunk)))
+        delete_videos(tx, [i for i in video_ids if i])
 
     def _delete_rows(self, video_ids: Sequence[int]) -> None:
         with self.store.transaction() as tx:
@@ -321,6 +319,7 @@ class _Indexer:
                                  error=result.reason, segmentation=self.seg_key, indexed_at=utcnow()))
         self.summary.failed.append({"path": entry.path, "error_type": str(result.error_type),
                                     "reason": str(result.reason)})
+        self.tracker.failed(entry.path, str(result.error_type), str(result.reason))
         logger.warning("skipped %s: %s (%s)", entry.path, result.reason, result.error_type)
 
     def _copy_video(self, source_id: int, entry: FileEntry, fingerprint: str, root_id: int | None) -> None:
@@ -374,6 +373,7 @@ class _Indexer:
         else:
             self.summary.indexed += 1
         self.summary.segments += len(plan.spans)
+        self.tracker.committed(job.entry.path, len(plan.spans))
         self.store.maybe_save()
 
     # -------------------------------------------------------------- pipeline
@@ -384,8 +384,6 @@ class _Indexer:
         config = self.config
         executor = make_executor(config.workers)
         window = max(2, 2 * max(config.workers, 1))
-        progress = _progress(len(jobs), config.progress)
-        started = time.monotonic()
         try:
             plan_queue: deque[tuple[_Job, Any]] = deque()
             job_iter = iter(jobs)
@@ -406,8 +404,8 @@ class _Indexer:
                     result: WorkResult = future.result()
                     if not result.ok:
                         self._record_failure(job.entry, job.fingerprint, job.root_id, job.replaces, result)
-                        progress.update(1)
                         continue
+                    self.tracker.started(job.entry.path)
                     job.plan = result.value
                     spans = job.plan.spans
                     job.embeddings = [None] * len(spans)
@@ -441,17 +439,15 @@ class _Indexer:
                 job.chunks_left -= 1
                 if job.chunks_left == 0 and job.error is not None:
                     self._record_failure(job.entry, job.fingerprint, job.root_id, job.replaces, job.error)
-                    progress.update(1)
                 if sum(len(c) for _, _, c in pending_clips) >= self.encoder.config.batch_size or not inflight:
-                    self._encode(pending_clips, progress, started)
+                    self._encode(pending_clips)
                     pending_clips = []
             if pending_clips:
-                self._encode(pending_clips, progress, started)
+                self._encode(pending_clips)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-            progress.close()
 
-    def _encode(self, pending: list[tuple[_Job, int, np.ndarray]], progress: Any, started: float) -> None:
+    def _encode(self, pending: list[tuple[_Job, int, np.ndarray]]) -> None:
         live = [(job, first, clips) for job, first, clips in pending if job.error is None]
         if not live:
             return
@@ -466,20 +462,18 @@ class _Indexer:
                 finished.append(job)
         for job in finished:
             self._commit_video(job)
-            progress.update(1)
-            elapsed = max(time.monotonic() - started, 1e-9)
-            progress.set_postfix(segments=self.summary.segments, seg_per_s=f"{self.summary.segments / elapsed:.1f}")
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="file", desc="indexing", disable=not enabled, dynamic_ncols=True)
 
 
 def build_library(store: LibraryStore, encoder: Encoder, roots: Sequence[str],
-                  config: BuildConfig | None = None) -> BuildSummary:
+                  config: BuildConfig | None = None, progress: ProgressCallback | None = None) -> BuildSummary:
     """Index ``roots`` into ``store`` (a writable store) with ``encoder``; see the module doc.
+
+    Args:
+        progress: called on this thread with a :class:`index.progress.BuildProgress` snapshot
+            while the roots are scanned, when each file starts, is committed or fails, and once
+            with phase ``"done"`` at the end (see ``index/progress.py``). An exception it raises
+            stops the run (committed videos are kept). ``config.progress`` adds a tqdm bar fed by
+            the same events.
 
     Raises:
         ModelMismatchError: the library was built with another model and ``reindex`` is off.
@@ -488,16 +482,24 @@ def build_library(store: LibraryStore, encoder: Encoder, roots: Sequence[str],
     config = config or BuildConfig()
     started = time.monotonic()
     normalised = [normalise_root(r) for r in roots]
-    indexer = _Indexer(store, encoder, config)
-    indexer.prepare_model()
-    jobs = indexer.scan(normalised)
-    logger.info("%d files scanned: %d to index, %d unchanged", indexer.summary.scanned, len(jobs),
-                indexer.summary.unchanged)
+    bar = TqdmProgress(enabled=True) if config.progress else None
+    tracker = ProgressTracker([c for c in (progress, bar) if c is not None])
+    indexer = _Indexer(store, encoder, config, tracker)
     try:
-        indexer.run_pipeline(jobs)
+        indexer.prepare_model()
+        jobs = indexer.scan(normalised)
+        tracker.scan_finished()
+        logger.info("%d files scanned: %d to index, %d unchanged", indexer.summary.scanned, len(jobs),
+                    indexer.summary.unchanged)
+        try:
+            indexer.run_pipeline(jobs)
+        finally:
+            store.save()
+        indexer.summary.seconds = time.monotonic() - started
+        tracker.finished()
     finally:
-        store.save()
-    indexer.summary.seconds = time.monotonic() - started
+        if bar is not None:
+            bar.close()
     return indexer.summary
 
 

@@ -5,6 +5,13 @@ Vectors stored and searched are the model's retrieval embeddings: for a model wi
 the inner product with a text embedding equals ``DualEncoder.similarity`` exactly
 (the score the model was trained and evaluated with); for the other poolings the
 unit-norm clip embedding. Texts are unit vectors.
+
+Threads: one :class:`Encoder` may be shared by several threads (the app's searches and
+its indexing run use the same loaded model). Every forward pass holds the encoder's
+lock, so at most one forward pass runs on the model at a time; a long call
+(``encode_clips`` of an indexing batch, ``encode_texts`` of a caption corpus) takes and
+releases the lock per batch, so a search waits for at most one batch of the other
+thread, never for the whole call.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -50,7 +58,10 @@ class EncoderConfig:
 
 
 class Encoder:
-    """A loaded checkpoint with its input settings; methods return float32 numpy arrays."""
+    """A loaded checkpoint with its input settings; methods return float32 numpy arrays.
+
+    Thread-safe: forward passes are serialised by :attr:`lock` (see the module doc).
+    """
 
     def __init__(self, config: EncoderConfig | None = None) -> None:
         from training.checkpoint import load_model
@@ -69,6 +80,8 @@ class Encoder:
         self.sampling = SamplingConfig(num_frames=int(cfg.num_frames), mode="middle")
         self.transform = TransformConfig(size=int(cfg.img_size))
         self.context_length = int(getattr(self.model.text, "context_length", 77))
+        #: Held during every forward pass; re-entrant so a caller may hold it across several calls.
+        self.lock = threading.RLock()
         logger.info("model %s on %s", self.info.describe(), self.device)
 
     @property
@@ -82,7 +95,10 @@ class Encoder:
 
     @torch.inference_mode()
     def encode_clips(self, clips: torch.Tensor | np.ndarray) -> np.ndarray:
-        """``(B, 3, T, H, W)`` normalised clips -> ``(B, D)`` retrieval embeddings (module doc)."""
+        """``(B, 3, T, H, W)`` normalised clips -> ``(B, D)`` retrieval embeddings (module doc).
+
+        Safe to call from several threads at once (one forward pass at a time, per batch).
+        """
         video = torch.as_tensor(clips)
         if video.dim() == 4:
             video = video.unsqueeze(0)
@@ -90,24 +106,24 @@ class Encoder:
         for start in range(0, video.shape[0], self.config.batch_size):
             batch = video[start:start + self.config.batch_size].to(self.device, dtype=torch.float32,
                                                                    non_blocking=True)
-            with self._autocast():
+            with self.lock, self._autocast():
                 emb = self.model.encode_video(batch)
-            if emb.dim() == 3:
-                emb = emb.float().mean(dim=1)
-            out.append(emb.float().cpu().numpy())
+                if emb.dim() == 3:
+                    emb = emb.float().mean(dim=1)
+                out.append(emb.float().cpu().numpy())
         if not out:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Texts -> ``(N, D)`` unit vectors."""
+        """Texts -> ``(N, D)`` unit vectors. Safe to call from several threads at once."""
         out: list[np.ndarray] = []
         for start in range(0, len(texts), self.config.text_batch_size):
             tokens = self.model.tokenize(list(texts[start:start + self.config.text_batch_size])).to(self.device)
-            with self._autocast():
+            with self.lock, self._autocast():
                 emb = self.model.encode_text(tokens)
-            out.append(emb.float().cpu().numpy())
+                out.append(emb.float().cpu().numpy())
         if not out:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)

@@ -38,6 +38,21 @@ class LibraryBusyError(LibraryError):
     """Another process holds the library's writer lock (an indexing run is going on)."""
 
 
+class NotALibraryRootError(LibraryError, ValueError):
+    """A path given as a library folder (root) is not one of the library's roots.
+
+    Attributes:
+        path: the path as given.
+        roots: the library's roots at the time of the check.
+    """
+
+    def __init__(self, path: str, roots: list[str]) -> None:
+        self.path = path
+        self.roots = list(roots)
+        known = ", ".join(self.roots) if self.roots else "none yet"
+        super().__init__(f"{path} is not a library folder (the library folders are: {known})")
+
+
 class VectorFileError(LibraryError):
     """A vector file is missing, truncated or does not match the library (repairable from the database)."""
 
@@ -71,6 +86,7 @@ __all__ = [
     "LibraryBusyError",
     "LibraryError",
     "ModelMismatchError",
+    "NotALibraryRootError",
     "NotInLibraryError",
     "QueryError",
     "QueryTooLongError",

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -246,7 +245,6 @@ class SearchEngine:
         except BaseException:
             self.store.close()
             raise
-        self._encode_lock = threading.Lock()
         folder = self.config.thumbnails.folder
         self.thumbnail_folder = Path(folder) if folder else self.store.vectors_dir / f"{self.store.stem}.thumbs"
 
@@ -270,8 +268,7 @@ class SearchEngine:
     def embed_text(self, query: object) -> np.ndarray:
         """The ``(D,)`` embedding of a validated text query."""
         text = validate_text_query(query, self.config.max_query_chars)
-        with self._encode_lock:
-            return self.encoder.encode_texts([text])[0]
+        return self.encoder.encode_texts([text])[0]  # thread-safe: the encoder serialises forward passes
 
     def embed_video(self, path: str | os.PathLike[str], start_s: float | None = None,
                     end_s: float | None = None) -> np.ndarray:
@@ -294,8 +291,7 @@ class SearchEngine:
         if start_s is not None and end_s is not None and end_s <= start_s:
             raise InvalidQueryError(f"end_s ({end_s}) must be after start_s ({start_s})")
         clip = load_clip(entry.path, self.encoder.sampling, self.encoder.transform, start_s=start_s, end_s=end_s)
-        with self._encode_lock:
-            return self.encoder.encode_clips(clip.unsqueeze(0))[0]
+        return self.encoder.encode_clips(clip.unsqueeze(0))[0]
 
     # ------------------------------------------------------------- internals
 

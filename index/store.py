@@ -635,10 +635,33 @@ class LibraryStore:
                 "vectors": {s: i.live_count for s, i in self.indexes.items()}}
 
 
+def delete_videos(tx: Transaction, video_ids: Sequence[int]) -> int:
+    """Delete the rows of ``video_ids`` (their segments too) inside ``tx`` and log the removal of
+    their segment and whole-video vectors; returns how many video rows were deleted.
+
+    Works in chunks, so any number of ids fits in one transaction (the caller's: the
+    removal commits, or not, together with whatever else ``tx`` does).
+    """
+    session = tx.session
+    deleted = 0
+    ids = [int(i) for i in video_ids]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        for seg_id in session.scalars(select(Segment.id).where(Segment.video_id.in_(chunk)).order_by(Segment.id)):
+            tx.remove_vector(SPACE_SEGMENTS, seg_id)
+        for vid, emb in session.execute(select(Video.id, Video.embedding).where(Video.id.in_(chunk))):
+            deleted += 1
+            if emb is not None:
+                tx.remove_vector(SPACE_VIDEOS, vid)
+        session.execute(delete(Segment).where(Segment.video_id.in_(chunk)))
+        session.execute(delete(Video).where(Video.id.in_(chunk)))
+    return deleted
+
+
 def segmentation_json(config: Any) -> str:
     """Stable JSON form of a segmentation config (stored per video)."""
     return json.dumps(config.__dict__ if hasattr(config, "__dict__") else dict(config), sort_keys=True)
 
 
 __all__ = ["LibraryConfig", "LibraryStore", "ModelInfo", "OP_RESET", "Transaction", "database_url",
-           "segmentation_json"]
+           "delete_videos", "segmentation_json"]

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from data.decode import DecodeConfig, open_video
 from data.errors import VideoReadError
@@ -65,4 +66,21 @@ def cached_thumbnail(folder: str | os.PathLike[str], video_id: int, path: str, t
     return str(target)
 
 
-__all__ = ["ThumbnailConfig", "cached_thumbnail", "frame_jpeg"]
+def remove_cached_thumbnails(folder: str | os.PathLike[str], video_ids: Iterable[int]) -> int:
+    """Delete the cached thumbnails of ``video_ids`` in ``folder`` (e.g. after their videos were
+    removed from the library); returns how many files were deleted. A missing folder is fine."""
+    base = Path(folder)
+    if not base.is_dir():
+        return 0
+    removed = 0
+    for video_id in video_ids:
+        for path in base.glob(f"v{int(video_id)}_*.jpg"):
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
+__all__ = ["ThumbnailConfig", "cached_thumbnail", "frame_jpeg", "remove_cached_thumbnails"]
