@@ -227,3 +227,152 @@ def test_concurrent_search_while_indexing(tmp_path, encoder):
     assert len(engine.search_text("a moving pattern", k=20, group_by_video=True).items) == 10
     assert len(seen_counts) > 1  # the reader saw the library grow while it was being written
     engine.close()
+
+
+# ------------------------------------------------------------------ progress events
+
+
+def test_progress_events_follow_the_run(tmp_path, encoder):
+    from dataclasses import FrozenInstanceError
+
+    from index.progress import PHASE_DONE, PHASE_INDEXING, PHASE_SCANNING, BuildProgress
+
+    lib = tmp_path / "lib"
+    for i in range(3):
+        pattern_video(lib / f"p{i}.mp4", seed=i, seconds=2 + i)
+    (lib / "broken.mp4").write_bytes(b"no video here")
+    events: list[BuildProgress] = []
+    callers: set[int] = set()
+
+    def record(event: BuildProgress) -> None:
+        events.append(event)
+        callers.add(threading.get_ident())
+
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"))
+    with LibraryStore(cfg, writable=True) as store:
+        summary = build_library(store, encoder, [str(lib)], CONFIG, progress=record)
+    assert callers == {threading.get_ident()}  # called on the thread that runs the build
+    phases = [e.phase for e in events]
+    assert phases[-1] == PHASE_DONE and phases.count(PHASE_DONE) == 1
+    first_indexing = phases.index(PHASE_INDEXING)
+    assert set(phases[:first_indexing]) <= {PHASE_SCANNING}
+    assert set(phases[first_indexing:-1]) == {PHASE_INDEXING}
+    assert all(e.files_total == 4 for e in events[first_indexing:])  # final once the scan is over
+    for before, after in zip(events, events[1:]):  # counts never go back
+        assert after.files_done >= before.files_done and after.segments_done >= before.segments_done
+        assert after.elapsed_s >= before.elapsed_s
+    started = {e.current_file for e in events if e.current_file}
+    assert started == {str(lib / f"p{i}.mp4") for i in range(3)}
+    final = events[-1]
+    assert (final.files_done, final.files_indexed, final.files_skipped, final.segments_done) == (4, 3, 0, 2 + 3 + 4)
+    assert final.segments_done == summary.segments and final.current_file == ""
+    assert [(f.path, f.error_type, f.reason) for f in final.failures] == [
+        (f["path"], f["error_type"], f["reason"]) for f in summary.failed]
+    assert final.failures[0].path.endswith("broken.mp4") and final.failures[0].reason
+    assert final.segments_per_s > 0 and json.loads(json.dumps(final.to_dict()))["files_failed"] == 1
+    with pytest.raises(FrozenInstanceError):
+        final.files_total = 0  # snapshots are immutable: safe to hand to another thread
+
+    events.clear()
+    with LibraryStore(cfg, writable=True) as store:  # nothing changed: everything is skipped
+        build_library(store, encoder, [str(lib)], CONFIG, progress=record)
+    final = events[-1]
+    assert (final.files_total, final.files_skipped, final.files_indexed, final.failures) == (4, 4, 0, ())
+
+
+def test_a_raising_progress_callback_stops_the_run_and_the_next_run_resumes(tmp_path, encoder):
+    lib = tmp_path / "lib"
+    for i in range(4):
+        pattern_video(lib / f"r{i}.mp4", seed=i, seconds=2)
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"))
+
+    def stop_after_two(event) -> None:
+        if event.files_indexed == 2:
+            raise KeyboardInterrupt
+
+    with LibraryStore(cfg, writable=True) as store:
+        with pytest.raises(KeyboardInterrupt):
+            build_library(store, encoder, [str(lib)], CONFIG, progress=stop_after_two)
+        assert len(_videos(store)) == 2  # what was committed stays
+        resumed = build_library(store, encoder, [str(lib)], CONFIG)
+        assert (resumed.unchanged, resumed.indexed) == (2, 2)
+        _check_consistent(store)
+
+
+def test_tqdm_bar_is_driven_by_the_events(capsys):
+    from index.progress import BuildProgress, TqdmProgress
+
+    with TqdmProgress(enabled=True) as bar:
+        bar(BuildProgress(phase="indexing", files_total=5, files_indexed=2, files_skipped=1, segments_done=7,
+                          elapsed_s=2.0))
+    err = capsys.readouterr().err
+    assert "3/5" in err and "segments=7" in err and "seg_per_s=3.5" in err
+
+
+# ------------------------------------------------------------------ one encoder, two threads
+
+
+class _OneAtATime:
+    """Wraps a model method: counts calls, and how many run at once (each call sleeps a little so
+    that two unserialised threads are all but sure to overlap)."""
+
+    def __init__(self, method, log: list, kind: str, guard: threading.Lock, active: list) -> None:
+        self.method, self.log, self.kind, self.guard, self.active = method, log, kind, guard, active
+
+    def __call__(self, *args, **kwargs):
+        with self.guard:
+            self.active[0] += 1
+            self.active[1] = max(self.active[1], self.active[0])
+        try:
+            time.sleep(0.01)
+            return self.method(*args, **kwargs)
+        finally:
+            with self.guard:
+                self.active[0] -= 1
+                self.log.append((self.kind, time.monotonic()))
+
+
+def test_searches_share_the_encoder_with_a_running_index_job(tmp_path, checkpoint):
+    """Searches on one thread and an indexing run on another use the same Encoder: never two
+    forward passes at once, both make progress meanwhile, and results are unaffected."""
+    import numpy as np
+
+    shared = Encoder(EncoderConfig(checkpoint=str(checkpoint), device="cpu", batch_size=2))
+    expected = shared.encode_texts(["a moving pattern"])[0]
+    log: list = []
+    active = [0, 0]  # running now, most at once
+    guard = threading.Lock()
+    shared.model.encode_video = _OneAtATime(shared.model.encode_video, log, "video", guard, active)
+    shared.model.encode_text = _OneAtATime(shared.model.encode_text, log, "text", guard, active)
+    lib = tmp_path / "lib"
+    for i in range(6):
+        pattern_video(lib / f"e{i}.mp4", seed=i, seconds=4)
+    cfg = LibraryConfig(db=str(tmp_path / "lib.db"), refresh_interval_s=0.0)
+    (tmp_path / "empty").mkdir()
+    with LibraryStore(cfg, writable=True) as store:
+        build_library(store, shared, [str(tmp_path / "empty")], CONFIG)
+    engine = SearchEngine(cfg, model=shared)
+    errors: list[BaseException] = []
+
+    def index_all() -> None:
+        try:
+            with LibraryStore(cfg, writable=True) as writer:
+                build_library(writer, shared, [str(lib)], CONFIG)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=index_all)
+    thread.start()
+    vectors = []
+    while thread.is_alive():
+        vectors.append(engine.embed_text("a moving pattern"))
+        engine.search_text("a moving pattern", k=3)
+    thread.join()
+    assert not errors, errors
+    assert active[1] == 1, f"{active[1]} forward passes ran at once"
+    video_times = [t for kind, t in log if kind == "video"]
+    during = [t for kind, t in log if kind == "text" and video_times[0] < t < video_times[-1]]
+    assert len(video_times) >= 6 and len(during) >= 2  # searches were served between indexing batches
+    assert all(np.allclose(v, expected, atol=1e-6) for v in vectors)
+    assert len(engine.search_text("a moving pattern", k=20, group_by_video=True).items) == 6
+    engine.close()
