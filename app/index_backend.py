@@ -6,23 +6,29 @@
   :class:`index.store.LibraryStore` opened for the run (the store's writer lock makes
   a concurrent ``python -m index.build`` on the same library fail cleanly with
   ``LibraryBusyError``); one :class:`index.encoder.Encoder` is shared by both;
-* captions: :func:`index.texts.add_texts`.
+* captions: :func:`index.texts.add_texts`;
+* folders: :func:`index.roots.root_stats` for the per-folder counts,
+  :func:`index.roots.remove_roots` to forget a folder.
 
-Live progress: ``build_library`` reports only at its end (plus a tqdm bar), so while
-it runs the counts shown are read from the library database: video rows under the
-folders written since the run started (indexed or failed, with the reason), and their
-segments; the file total comes from :func:`index.walk.walk_videos`.
+Live progress: ``build_library`` calls a progress callback with an immutable
+:class:`index.progress.BuildProgress` snapshot (files found/done, segments, current
+file, failures with reasons) on the thread that runs it, i.e. the app's indexing
+thread (``app/jobs.py``). Each event is turned into a fresh :class:`IndexProgress` and
+handed to the app's callback, which stores a copy under its lock, so the UI threads
+only ever read complete snapshots.
+
+Encoder sharing: searches (Gradio's worker threads) and the indexing thread call the
+same :class:`index.encoder.Encoder`; it serialises forward passes with its own lock
+(per batch), so a search waits for at most one indexing batch.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from app.backend import (
     Failure,
@@ -40,21 +46,28 @@ from app.security import UserError
 from index import search as index_search
 from index.build import BuildConfig, build_library
 from index.encoder import Encoder, EncoderConfig
-from index.schema import STATUS_FAILED, STATUS_INDEXED, Root, Segment, Video, utcnow
+from index.progress import BuildProgress
+from index.roots import remove_roots, root_stats
+from index.schema import STATUS_FAILED, STATUS_INDEXED, Video
 from index.store import LibraryConfig, LibraryStore
 from index.texts import add_texts, read_captions
-from index.thumbnails import ThumbnailConfig
-from index.walk import normalise_root, walk_videos
+from index.thumbnails import ThumbnailConfig, remove_cached_thumbnails
+from index.walk import normalise_root
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_POLL_S = 0.5
 
+def index_progress(event: BuildProgress) -> IndexProgress:
+    """The app's progress record for an index progress event (a new object; the event is not kept).
 
-def _under(column, folder: str):
-    """SQL condition: ``column`` is ``folder`` or a path below it."""
-    folder = folder.rstrip(os.sep)
-    return or_(column == folder, column.startswith(folder + os.sep, autoescape=True))
+    ``files_done`` counts files indexed, touched, moved or copied; ``files_skipped``
+    unchanged ones; failures carry ``"<error type>: <reason>"``.
+    """
+    return IndexProgress(
+        files_total=event.files_total, files_done=event.files_indexed + event.files_updated,
+        files_skipped=event.files_skipped, segments=event.segments_done,
+        failures=[Failure(f.path, f"{f.error_type or 'error'}: {f.reason}") for f in event.failures],
+        current_file=event.current_file)
 
 
 class IndexBackend:
@@ -113,15 +126,7 @@ class IndexBackend:
     def status(self) -> LibraryStatus:
         stats = self.engine.stats()
         videos = stats.get("videos", {})
-        roots = []
-        with self.engine.store.session() as session:
-            for root in self.engine.store.roots():
-                counts = dict(session.execute(
-                    select(Video.status, func.count()).where(_under(Video.path, root)).group_by(Video.status)).all())
-                segments = session.scalar(select(func.count()).select_from(Segment).join(Video)
-                                          .where(_under(Video.path, root))) or 0
-                roots.append(RootStatus(root, int(counts.get(STATUS_INDEXED, 0)), int(segments),
-                                        int(counts.get(STATUS_FAILED, 0))))
+        roots = [RootStatus(r.path, r.videos, r.segments, r.failed) for r in root_stats(self.engine.store)]
         return LibraryStatus(
             db_path=str(self.config.db_path), model=self.engine.encoder.info.describe(), roots=roots,
             videos=int(videos.get(STATUS_INDEXED, 0)), segments=int(stats.get("segments", 0)),
@@ -153,54 +158,25 @@ class IndexBackend:
         return [self._hit(h) for h in result.items]
 
     def index_folders(self, folders: Sequence[Path], progress: ProgressCallback) -> IndexProgress:
+        """Index ``folders`` on the calling thread, reporting every progress event of the run to ``progress``.
+
+        Raises:
+            index.errors.LibraryBusyError: another process is writing the library.
+            NotADirectoryError: a folder does not exist.
+        """
         roots = [normalise_root(f) for f in folders]
-        state = IndexProgress(files_total=sum(1 for _ in walk_videos(roots)))
-        progress(state)
-        started = utcnow()
-        outcome: dict[str, object] = {}
+        last: list[BuildProgress] = []
 
-        def run() -> None:
-            try:
-                with LibraryStore(self.library, writable=True) as store:
-                    outcome["summary"] = build_library(store, self.engine.encoder, roots, self.build_config)
-            except BaseException as error:  # re-raised in the calling thread
-                outcome["error"] = error
+        def on_event(event: BuildProgress) -> None:
+            last[:] = [event]
+            progress(index_progress(event))
 
-        worker = threading.Thread(target=run, name="build-library", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            worker.join(PROGRESS_POLL_S)
-            try:
-                self._poll(roots, started, state)
-            except Exception as error:  # a busy database must not stop the run
-                logger.debug("progress poll failed: %s", error)
-            progress(state)
-        if "error" in outcome:
-            raise outcome["error"]  # type: ignore[misc]
-        summary = outcome["summary"]
-        final = IndexProgress(
-            files_total=state.files_total,
-            files_done=summary.indexed + summary.reindexed + summary.moved + summary.copied + summary.touched,
-            files_skipped=summary.unchanged, segments=summary.segments,
-            failures=[Failure(f.get("path", ""), f"{f.get('error_type', 'error')}: {f.get('reason', '')}")
-                      for f in summary.failed])
-        progress(final)
+        with LibraryStore(self.library, writable=True) as store:
+            summary = build_library(store, self.engine.encoder, roots, self.build_config, progress=on_event)
+        self.engine.store.refresh(force=True)
+        final = index_progress(last[0])
         logger.info("indexing summary: %s", summary.to_dict())
         return final
-
-    def _poll(self, roots: list[str], started, state: IndexProgress) -> None:
-        """Counts of this run so far, from the database (see module doc)."""
-        under = or_(*[_under(Video.path, r) for r in roots])
-        with self.engine.store.session() as session:
-            rows = session.execute(select(Video.path, Video.status, Video.error_type, Video.error)
-                                   .where(under, Video.indexed_at >= started)).all()
-            segments = session.scalar(select(func.count()).select_from(Segment).join(Video)
-                                      .where(under, Video.indexed_at >= started)) or 0
-        state.files_done = sum(1 for r in rows if r[1] == STATUS_INDEXED)
-        state.failures = [Failure(r[0], f"{r[2] or 'error'}: {r[3] or ''}") for r in rows if r[1] == STATUS_FAILED]
-        state.segments = int(segments)
-        if rows:
-            state.current_file = rows[-1][0]
 
     def add_caption_corpus(self, path: Path, source: str) -> int:
         with LibraryStore(self.library, writable=True) as store:
@@ -208,8 +184,19 @@ class IndexBackend:
         return summary.added
 
     def remove_root(self, folder: Path) -> int:
-        raise UserError("removing a library folder is not supported by the library index yet; "
-                        "move or delete its files and use “Rescan all folders” instead")
+        """Forget the library root ``folder`` and its videos (one transaction, see ``index.roots``).
+
+        Raises:
+            index.errors.NotALibraryRootError: ``folder`` is not a library root.
+            index.errors.LibraryBusyError: another process is writing the library.
+        """
+        with LibraryStore(self.library, writable=True) as store:
+            summary = remove_roots(store, [str(folder)])
+        self.engine.store.refresh(force=True)
+        dropped = remove_cached_thumbnails(self.engine.thumbnail_folder, summary.video_ids)
+        logger.info("removed %s: %d videos, %d segments, %d thumbnails", ", ".join(summary.roots), summary.videos,
+                    summary.segments, dropped)
+        return summary.videos
 
     def close(self) -> None:
         self.engine.close()

@@ -11,9 +11,10 @@ import copy
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from app.backend import Failure, IndexProgress, LibraryBackend
 from app.security import UserError
@@ -69,6 +70,7 @@ class IndexingJobs:
         self._lock = threading.Lock()
         self._snapshot = JobSnapshot()
         self._thread: Optional[threading.Thread] = None
+        self._exclusive: Optional[str] = None
 
     def snapshot(self) -> JobSnapshot:
         """A copy of the current state (safe to read while the run goes on)."""
@@ -90,6 +92,8 @@ class IndexingJobs:
         with self._lock:
             if self._snapshot.state == RUNNING:
                 raise UserError("an indexing run is already in progress; wait for it to finish")
+            if self._exclusive is not None:
+                raise UserError(f"{self._exclusive} is in progress; try again when it is done")
             self._snapshot = JobSnapshot(state=RUNNING, job_id=self._snapshot.job_id + 1,
                                          folders=[str(f) for f in folders], started_at=time.monotonic())
             job_id = self._snapshot.job_id
@@ -97,6 +101,27 @@ class IndexingJobs:
                                             name=f"indexing-{job_id}", daemon=True)
             self._thread.start()
             return copy.deepcopy(self._snapshot)
+
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Run a library change that must not overlap an indexing run (e.g. removing a folder).
+
+        While the block runs, :meth:`start` refuses with a message naming ``what``.
+
+        Raises:
+            UserError: an indexing run (or another exclusive change) is in progress.
+        """
+        with self._lock:
+            if self._snapshot.state == RUNNING:
+                raise UserError(f"wait for the indexing run to finish before {what}")
+            if self._exclusive is not None:
+                raise UserError(f"{self._exclusive} is in progress; try again when it is done")
+            self._exclusive = what
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._exclusive = None
 
     def wait(self, timeout: Optional[float] = None) -> JobSnapshot:
         """Block until the current run ends (or ``timeout``); return the snapshot."""

@@ -190,16 +190,27 @@ class AppService:
         return self.jobs.start(roots)
 
     def remove_folder(self, folder: Any) -> int:
-        """Forget a library root and its videos (files on disk are not touched)."""
-        if self.jobs.running:
-            raise UserError("wait for the indexing run to finish before removing a folder")
-        if not isinstance(folder, str) or not folder.strip():
+        """Forget a library root and its videos (files on disk are not touched); returns videos removed.
+
+        Raises:
+            UserError: ``folder`` is empty or not a library root (the message lists the roots),
+                or an indexing run is in progress.
+        """
+        if not isinstance(folder, str) or not folder.strip() or "\x00" in folder:
             raise UserError("pick a library folder to remove")
-        real = Path(os.path.realpath(os.path.expanduser(folder.strip())))
-        if real not in [Path(os.path.realpath(r)) for r in self.backend.roots()]:
-            raise UserError(f"{folder} is not a library folder")
-        removed = self.backend.remove_root(real)
-        self.refresh_roots()
+        text = os.path.expanduser(folder.strip())
+        if not os.path.isabs(text):
+            raise UserError("the folder to remove must be an absolute path (one of the library folders)")
+        real = Path(os.path.realpath(text))
+        with self.jobs.exclusive("removing a folder"):
+            roots = [Path(os.path.realpath(r)) for r in self.backend.roots()]
+            if real not in roots:
+                known = ", ".join(str(r) for r in roots) or "none yet"
+                raise UserError(f"{folder} is not a library folder (the library folders are: {known})")
+            try:
+                removed = self.backend.remove_root(real)
+            finally:
+                self.refresh_roots()
         return removed
 
     def status(self) -> LibraryStatus:

@@ -236,6 +236,26 @@ def test_rescan_finds_new_and_deleted_files(indexed):
     assert client.predict(api_name="/library_status")["videos"] == 3
 
 
+def test_remove_folder_endpoint_on_the_index(indexed):
+    client, lib, tmp = indexed["client"], indexed["lib"], indexed["tmp"]
+    extra = tmp / "extra"
+    clip = write_clip(extra / "purple_square.mp4", (160, 30, 200))
+    client.predict(folder=str(extra), api_name="/index_folder")
+    assert wait_done(client)["files_done"] == 1
+    status = client.predict(api_name="/library_status")
+    assert [r["folder"] for r in status["roots"]] == [str(lib.resolve()), str(extra.resolve())]
+    assert status["roots"][1]["videos"] == 1 and status["videos"] == 4
+    with pytest.raises(Exception, match="is not a library folder .the library folders are: "):
+        client.predict(folder=str(lib / "sub"), api_name="/remove_folder")
+    assert client.predict(folder=str(extra), api_name="/remove_folder") == {"removed_videos": 1}
+    status = client.predict(api_name="/library_status")
+    assert [r["folder"] for r in status["roots"]] == [str(lib.resolve())] and status["videos"] == 3
+    names = {r["name"] for r in client.predict(query="a purple square", page_size=10, api_name="/search")["results"]}
+    assert names == {"red_square.mp4", "blue_square.mp4", "green_square.mp4"}
+    assert httpx.get(indexed["url"] + "gradio_api/file=" + quote(str(clip))).status_code == 403
+    assert clip.is_file()
+
+
 def test_api_lists_every_named_endpoint(indexed):
     from app.api import ENDPOINTS
 
