@@ -24,6 +24,11 @@ What a run does (``build_library``):
    ``failed`` with the error class and reason and skipped.
 4. Vector files are written every ``save_interval_s`` and at the end.
 
+Progress: ``build_library(..., progress=callback)`` sends immutable
+:class:`index.progress.BuildProgress` snapshots (files found/done, segments, rate,
+current file, failures with reasons) while it runs; the CLI's tqdm bar is fed by the
+same events (``index/progress.py``). Removing a library folder is ``index.roots``.
+
 A run killed at any point loses at most the videos not yet committed; the next run
 re-queues exactly those (their rows are missing or stale), see ``index/store.py``.
 """
