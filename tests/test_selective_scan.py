@@ -202,3 +202,12 @@ def test_triton_backend_refuses_autograd():
     with pytest.raises(ScanBackendUnavailable, match="no backward"):
         selective_scan(**inputs, backend="triton")
     assert resolve_scan_backend("auto", torch.device("cuda"), needs_grad=True) in ("cuda", "torch")
+
+
+def test_triton_is_preferred_only_with_enough_parallel_work():
+    from encoders.ops.triton_scan import triton_scan_preferred
+
+    assert triton_scan_preferred(32, 384)       # Ti, batch 32: measured faster
+    assert not triton_scan_preferred(16, 384)   # Ti, batch 16: measured slower
+    assert triton_scan_preferred(16, 768)       # S, batch 16
+    assert not triton_scan_preferred(4, 768)    # S, 64 frames, batch 4

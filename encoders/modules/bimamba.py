@@ -166,7 +166,8 @@ class BiMambaMixer(nn.Module):
         if not hidden.is_cuda:
             return False
         needs_grad = scan_needs_grad(hidden, self.in_proj.weight)
-        return resolve_scan_backend(self.scan_backend, hidden.device, needs_grad) == "triton"
+        problem = (hidden.shape[0], self.d_inner)
+        return resolve_scan_backend(self.scan_backend, hidden.device, needs_grad, problem) == "triton"
 
     def _project(self, x: Tensor, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor):
         """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its conv output."""

@@ -22,8 +22,9 @@ Backends:
   * ``"cuda"``:  mamba-ssm's fused CUDA kernel (optional dependency, CUDA tensors).
   * ``"torch"``: pure PyTorch, any device, autograd; a two-level chunked scan
     (see :func:`selective_scan_torch`).
-  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA "triton"
-    when no gradient is needed, else "cuda" if mamba-ssm imports, else "torch".
+  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA for
+    inference "triton" when it is measured faster at this batch x width (or
+    mamba-ssm is absent), else "cuda" if mamba-ssm imports, else "torch".
 
 The backend is chosen by the ``backend`` argument, else the environment variable
 ``MAMBASEARCH_SCAN_BACKEND``, else ``"auto"``.
@@ -41,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .triton_scan import bidirectional_selective_scan_triton, triton_available
+from .triton_scan import bidirectional_selective_scan_triton, triton_available, triton_scan_preferred
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +78,20 @@ def cuda_scan_available() -> bool:
 _logged_choices: set[tuple[str, str, str]] = set()
 
 
-def resolve_scan_backend(backend: Optional[str], device: torch.device, needs_grad: bool = False) -> str:
+def resolve_scan_backend(
+    backend: Optional[str],
+    device: torch.device,
+    needs_grad: bool = False,
+    problem: Optional[tuple[int, int]] = None,
+) -> str:
     """Turn a requested backend ("auto", "triton", "cuda", "torch" or None) into a concrete one.
 
     Order of precedence: explicit argument (if not None/"auto"), then the
     ``MAMBASEARCH_SCAN_BACKEND`` environment variable, then automatic choice.
     Raises :class:`ScanBackendUnavailable` if an explicitly requested backend
     cannot run here (wrong device, missing package, or "triton" with autograd).
+    ``problem`` = (batch, dim) lets "auto" pick the Triton kernel only where it
+    was measured to beat mamba-ssm (:func:`triton_scan_preferred`).
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()
@@ -94,12 +102,15 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device, needs_gra
             f"choose one of {', '.join(SCAN_BACKENDS)}"
         )
     if requested == "auto":
-        # Measured on an H100 (docs/benchmarks.md): for inference the Triton kernel
-        # is a little faster than mamba-ssm's and needs no flips; it has no
-        # backward, so training uses mamba-ssm (or the PyTorch scan).
-        if device.type == "cuda" and not needs_grad and triton_available():
+        # Measured on an H100 (docs/benchmarks.md): for inference with enough
+        # parallel work the Triton kernel beats mamba-ssm's and needs no flips;
+        # with little work (small batch, long clips) mamba-ssm wins. Triton has
+        # no backward, so training uses mamba-ssm (or the PyTorch scan).
+        triton_ok = device.type == "cuda" and not needs_grad and triton_available()
+        mamba_ok = device.type == "cuda" and cuda_scan_available()
+        if triton_ok and (not mamba_ok or (problem is not None and triton_scan_preferred(*problem))):
             chosen = "triton"
-        elif device.type == "cuda" and cuda_scan_available():
+        elif mamba_ok:
             chosen = "cuda"
         else:
             chosen = "torch"
@@ -145,7 +156,8 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with mamba-ssm's contract (see the module docstring)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    chosen = resolve_scan_backend(backend, u.device, scan_needs_grad(u, delta, A, B, C, D, z, delta_bias))
+    chosen = resolve_scan_backend(backend, u.device, scan_needs_grad(u, delta, A, B, C, D, z, delta_bias),
+                                  problem=(u.shape[0], u.shape[1]))
     if chosen == "triton":
         if return_last_state:
             raise ScanBackendUnavailable("selective-scan backend 'triton' does not return the last state")

@@ -37,6 +37,19 @@ def triton_available() -> bool:
     return triton is not None
 
 
+#: The Triton kernel walks the whole sequence inside one program per 4 channels of
+#: one clip, so it needs many programs to hide latency. Measured on an H100
+#: (docs/benchmarks.md): with >= 3072 programs (VideoMamba-Ti, batch 32; -S, batch
+#: 16) it beats mamba-ssm by 1.1-1.2x; with 1536 it is 1.5x slower, with 384 5x.
+MIN_PROGRAMS_TO_BEAT_MAMBA_SSM = 3072
+CHANNELS_PER_PROGRAM = 4
+
+
+def triton_scan_preferred(batch: int, dim: int) -> bool:
+    """Whether the Triton scan is expected to beat mamba-ssm at this (batch, dim)."""
+    return batch * -(-dim // CHANNELS_PER_PROGRAM) >= MIN_PROGRAMS_TO_BEAT_MAMBA_SSM
+
+
 if triton is not None:
 
     @triton.jit
@@ -195,7 +208,7 @@ def bidirectional_selective_scan_triton(
     backward: Optional[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]],
     z: Optional[Tensor],
     delta_softplus: bool = True,
-    block_d: int = 4,
+    block_d: int = CHANNELS_PER_PROGRAM,
     block_l: int = 16,
     num_warps: int = 1,
     sequential: bool = True,
