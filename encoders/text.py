@@ -522,6 +522,7 @@ class BertWordPieceTokenizer:
         self.vocab_path = os.fspath(vocab_path)
         self.clean_text = clean_text
         self._tokenizer = _WordPiece(self.vocab_path, lowercase=True)
+        self._length: Optional[int] = None
         for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"):
             if self._tokenizer.token_to_id(token) is None:
                 raise ValueError(f"{self.vocab_path} is not a BERT vocabulary: it has no {token} token")
@@ -535,8 +536,10 @@ class BertWordPieceTokenizer:
     def __call__(self, texts: Sequence[str], context_length: int) -> torch.Tensor:
         if self.clean_text:
             texts = [clean_caption(text) for text in texts]
-        self._tokenizer.enable_truncation(max_length=context_length)
-        self._tokenizer.enable_padding(length=context_length, pad_id=BERT_PAD_ID, pad_token="[PAD]")
+        if self._length != context_length:  # reconfigure only on change (callers hold one length)
+            self._tokenizer.enable_truncation(max_length=context_length)
+            self._tokenizer.enable_padding(length=context_length, pad_id=BERT_PAD_ID, pad_token="[PAD]")
+            self._length = context_length
         encodings = self._tokenizer.encode_batch(list(texts))
         return torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
 
