@@ -42,10 +42,8 @@ from app.backend import (
     TextHit,
 )
 from app.config import AppConfig
-from app.security import UserError
 from index import search as index_search
 from index.build import BuildConfig, build_library
-from index.encoder import Encoder, EncoderConfig
 from index.progress import BuildProgress
 from index.roots import remove_roots, root_stats
 from index.schema import STATUS_FAILED, STATUS_INDEXED, Video

@@ -70,7 +70,7 @@ from index.schema import (
 )
 from index.store import LibraryConfig, LibraryStore, Transaction, delete_videos
 from index.vectors import VectorConfig
-from index.walk import FileEntry, WalkConfig, normalise_root, stat_entry, walk_videos
+from index.walk import FileEntry, WalkConfig, normalise_root, walk_videos
 from index.workers import VideoPlan, WorkResult, decode_clips, default_workers, make_executor, plan_video
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from data.sampling import SamplingConfig
-from data.transforms import TransformConfig
 from index.fingerprint import checkpoint_fingerprint
 from index.store import ModelInfo
 
@@ -78,7 +77,7 @@ class Encoder:
             fingerprint=checkpoint_fingerprint(path), checkpoint_path=os.path.abspath(path),
             embed_dim=int(cfg.embed_dim), config_json=json.dumps(cfg.to_dict(), sort_keys=True, default=str))
         self.sampling = SamplingConfig(num_frames=int(cfg.num_frames), mode="middle")
-        self.transform = TransformConfig(size=int(cfg.img_size))
+        self.transform = cfg.transform_config()  # the model's test preprocessing
         self.context_length = int(getattr(self.model.text, "context_length", 77))
         #: Held during every forward pass; re-entrant so a caller may hold it across several calls.
         self.lock = threading.RLock()

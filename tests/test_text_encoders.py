@@ -120,7 +120,7 @@ def test_clip_grad_checkpointing_gives_same_output() -> None:
     dict(vocab_size=1000),
     dict(context_length=1),
     dict(output_dim=0),
-    dict(kind="bert"),
+    dict(kind="nope"),
     dict(hf_model_path="/tmp"),
 ])
 def test_config_validation(bad: dict) -> None:

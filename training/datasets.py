@@ -72,7 +72,8 @@ class RetrievalEvalSet:
 
 
 def _eval_transform(model: DualEncoderConfig) -> TransformConfig:
-    return TransformConfig(size=model.img_size)
+    # The model's own test preprocessing (e.g. OpenGVLab's square resize, no crop).
+    return model.transform_config()
 
 
 def records_to_eval_set(records: Sequence[VideoTextRecord], model: DualEncoderConfig, name: str,
@@ -141,7 +142,7 @@ def synthetic_eval_set(data: DataConfig, model: DualEncoderConfig, max_videos: O
 def build_train_dataset(data: DataConfig, model: DualEncoderConfig) -> Dataset:
     """The training dataset named by ``data.dataset`` at the model's frames and size."""
     sampling = SamplingConfig(num_frames=model.num_frames, mode=data.train_sampling)
-    transform = TransformConfig(size=model.img_size)
+    transform = model.transform_config()
     if data.dataset == "synthetic":
         config = synthetic_config(data, model, data.synthetic_train_videos, data.synthetic_seed)
         return SyntheticTemporalDataset(config, transform)

@@ -9,7 +9,6 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops.causal_conv import causal_conv1d, causal_conv1d_triton
