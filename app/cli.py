@@ -14,16 +14,10 @@ logger = logging.getLogger(__name__)
 
 
 def default_model_path() -> Path:
-    """The shipped demo model (``index.encoder.DEFAULT_MODEL_PATH``): as given if it exists
-    relative to the working directory, else relative to the source checkout."""
-    from index.encoder import DEFAULT_MODEL_PATH
+    """The shipped demo model (``index.encoder.default_model_path``)."""
+    from index.encoder import default_model_path as index_default_model_path
 
-    candidate = Path(DEFAULT_MODEL_PATH)
-    if candidate.is_absolute() or candidate.exists():
-        return candidate.resolve()
-    import index
-
-    return (Path(index.__file__).resolve().parent.parent / candidate).resolve()
+    return Path(index_default_model_path())
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> AppConfig:

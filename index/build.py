@@ -50,7 +50,7 @@ from sqlalchemy import delete, select, update
 
 from data.decode import DecodeConfig
 from data.segments import SegmentationConfig
-from index.encoder import DEFAULT_MODEL_PATH, Encoder, EncoderConfig
+from index.encoder import DEFAULT_MODEL_PATH, Encoder, EncoderConfig, default_model_path
 from index.errors import LibraryError, ModelMismatchError
 from index.fingerprint import FingerprintConfig, file_fingerprint
 from index.progress import ProgressCallback, ProgressTracker, TqdmProgress
@@ -513,7 +513,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="+", help="library folders")
     parser.add_argument("--db", default="library.db", help="SQLite file or SQLAlchemy URL (default: library.db)")
     parser.add_argument("--vectors-dir", default=None, help="folder of the FAISS files (default: next to the db)")
-    parser.add_argument("--model", default=DEFAULT_MODEL_PATH, help=f"checkpoint (default: {DEFAULT_MODEL_PATH})")
+    parser.add_argument("--model", default=default_model_path(), help=f"checkpoint (default: {DEFAULT_MODEL_PATH})")
     parser.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10)")
     parser.add_argument("--stride", type=float, default=None, help="window stride in seconds (default: = window)")
     parser.add_argument("--shots", action="store_true", help="segment by shot changes instead of windows")

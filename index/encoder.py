@@ -33,8 +33,19 @@ from index.store import ModelInfo
 
 logger = logging.getLogger(__name__)
 
-#: Where ``--model`` points by default: the demo checkpoint trained on synthetic clips.
+#: Where ``--model`` points by default: the demo checkpoint trained on synthetic clips,
+#: relative to the source checkout (see :func:`default_model_path`).
 DEFAULT_MODEL_PATH = "demo/videomamba_ti_synthetic.pt"
+
+
+def default_model_path() -> str:
+    """The shipped demo model: ``DEFAULT_MODEL_PATH`` if it exists relative to the
+    working directory, else resolved against the source checkout, so the
+    commands work from any folder."""
+    candidate = Path(DEFAULT_MODEL_PATH)
+    if candidate.exists():
+        return str(candidate.resolve())
+    return str(Path(__file__).resolve().parent.parent / candidate)
 
 
 @dataclass(frozen=True)

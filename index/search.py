@@ -45,7 +45,7 @@ from typing import Any, Generic, Sequence, TypeVar
 import numpy as np
 from sqlalchemy import select
 
-from index.encoder import DEFAULT_MODEL_PATH, Encoder, EncoderConfig
+from index.encoder import Encoder, EncoderConfig, default_model_path
 from index.errors import (
     EmptyQueryError,
     InvalidQueryError,
@@ -239,7 +239,7 @@ class SearchEngine:
                 path = model
                 if path is None:
                     path = recorded.checkpoint_path if recorded and Path(recorded.checkpoint_path).is_file() \
-                        else DEFAULT_MODEL_PATH
+                        else default_model_path()
                 self.encoder = Encoder(EncoderConfig(checkpoint=str(path), device=device))
             self.store.check_model(self.encoder.info)
         except BaseException:

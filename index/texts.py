@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 
 from sqlalchemy import select
 
-from index.encoder import DEFAULT_MODEL_PATH, Encoder, EncoderConfig
+from index.encoder import DEFAULT_MODEL_PATH, Encoder, EncoderConfig, default_model_path
 from index.errors import LibraryError
 from index.schema import SPACE_TEXTS, TextEntry, embedding_to_bytes
 from index.store import LibraryConfig, LibraryStore
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if model is None:
                 recorded = store.library_model()
                 model = recorded.checkpoint_path if recorded and Path(recorded.checkpoint_path).is_file() \
-                    else DEFAULT_MODEL_PATH
+                    else default_model_path()
             encoder = Encoder(EncoderConfig(checkpoint=model, device=args.device))
             summary = add_texts(store, encoder, read_captions(path, args.format), args.source or path.name)
     except (LibraryError, FileNotFoundError, ValueError, UnicodeDecodeError) as error:
