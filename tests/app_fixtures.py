@@ -372,3 +372,73 @@ class DevToolsPipe:
                 os.close(fd)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Driving the app's Search tab in that browser (shared by tests/test_app_browser.py and
+# scripts/make_screenshot.py)
+
+_SET_QUERY_AND_SEARCH = """(() => {
+  const box = document.querySelector('#ms-query textarea, #ms-query input');
+  const setter = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(box), 'value').set;
+  setter.call(box, %s);
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  document.querySelector('#ms-search-btn').click();
+  return true;
+})()"""
+
+_PLAYER_STATE = ("(() => { const v = document.querySelector('#ms-player video');"
+                 " return v && (v.readyState >= 2 || v.error) ? {ready: v.readyState,"
+                 " error: v.error && v.error.code, time: v.currentTime, src: v.src} : null; })()")
+
+
+def wait_for_search_box(browser: DevToolsPipe, timeout: float = 60.0) -> None:
+    """Wait until the Search tab's query box and button are on the page."""
+    browser.wait_for("document.querySelector('#ms-query textarea, #ms-query input') !== null"
+                     " && document.querySelector('#ms-search-btn') !== null", timeout=timeout)
+
+
+def submit_search(browser: DevToolsPipe, query: str) -> None:
+    """Type ``query`` into the Search tab (as an input event, so Gradio sees it) and press Search."""
+    import json
+
+    browser.evaluate(_SET_QUERY_AND_SEARCH % json.dumps(query))
+
+
+def wait_for_result_cards(browser: DevToolsPipe, timeout: float = 60.0) -> int:
+    """Wait until result cards are shown and every thumbnail has loaded; returns the number of cards."""
+    count = browser.wait_for("document.querySelectorAll('#ms-results img').length", timeout=timeout)
+    browser.wait_for("Array.from(document.querySelectorAll('#ms-results img'))"
+                     ".every(img => img.complete && img.naturalWidth > 0)", timeout=timeout)
+    return int(count)
+
+
+def play_first_result(browser: DevToolsPipe, timeout: float = 60.0) -> dict:
+    """Click the first result card and wait until the player has a frame (or an error).
+
+    Returns ``{ready, error, time, src}`` of the player's ``<video>``.
+    """
+    browser.evaluate("document.querySelector('#ms-results img').click()")
+    browser.wait_for("(document.querySelector('#ms-player video') || {}).src", timeout=timeout)
+    return browser.wait_for(_PLAYER_STATE, timeout=timeout)
+
+
+def check_png(path: Path, min_colours: int = 16) -> tuple[int, int]:
+    """Check that ``path`` is a PNG that decodes and is not blank; returns its (width, height).
+
+    Raises ``AssertionError`` naming what is wrong.
+    """
+    from PIL import Image
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    with Image.open(path) as image:
+        image.load()
+        rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    assert width >= 320 and height >= 240, f"{path} is only {width}x{height}"
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    colours = len(np.unique(packed))
+    assert colours >= min_colours and float(rgb.std()) > 5.0, \
+        f"{path} looks blank ({colours} colours, std {float(rgb.std()):.1f})"
+    return width, height
