@@ -112,8 +112,8 @@ def run_indexing(videos: int, seconds: float, workers: int, ti_videos: int) -> l
     from index.encoder import Encoder, EncoderConfig
     from index.store import LibraryConfig, LibraryStore
     from tests.index_fixtures import pattern_video, tiny_checkpoint
-    from training.checkpoint import save_model
-    from training.dual_encoder import DualEncoderConfig, create_dual_encoder
+    from encoders.checkpoint import save_model
+    from encoders.dual_encoder import DualEncoderConfig, create_dual_encoder
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

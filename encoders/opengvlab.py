@@ -15,7 +15,7 @@ Two families of checkpoints are published in the Hugging Face repository
   CLIP teacher ``clip_teacher.*``.
 
 This module knows only those layouts and this package's encoders; assembling a
-retrieval model lives in ``training.convert_opengvlab`` (``encoders`` never imports
+retrieval model lives in ``encoders.convert`` (``encoders`` never imports
 ``training``).
 
     path = resolve_checkpoint("videomamba_t16_k400_f8_res224")  # local file, cache or hub

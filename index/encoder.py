@@ -53,7 +53,7 @@ class EncoderConfig:
     """Which checkpoint, where it runs, batch sizes.
 
     Attributes:
-        checkpoint: path of a ``training.checkpoint.save_model`` file.
+        checkpoint: path of a ``encoders.checkpoint.save_model`` file.
         device: "cpu", "cuda", "cuda:1"...; None = CUDA when available.
         batch_size: clips per forward pass.
         text_batch_size: texts per forward pass.
@@ -74,7 +74,7 @@ class Encoder:
     """
 
     def __init__(self, config: EncoderConfig | None = None) -> None:
-        from training.checkpoint import load_model
+        from encoders.checkpoint import load_model
 
         self.config = config or EncoderConfig()
         path = Path(self.config.checkpoint)

@@ -67,8 +67,8 @@ def write_library_folder(folder: Path) -> list[Path]:
 
 def make_tiny_model(path: Path) -> Path:
     """A random tiny DualEncoder checkpoint (VideoMamba depth 2, 32-d, 32 px, 4 frames, 2-layer text)."""
-    from training.checkpoint import save_model
-    from training.dual_encoder import create_dual_encoder
+    from encoders.checkpoint import save_model
+    from encoders.dual_encoder import create_dual_encoder
 
     model = create_dual_encoder(dict(
         video_tower="videomamba", num_frames=4, img_size=32, video_overrides={"depth": 2, "embed_dim": 32},

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from tests.data_fixtures import write_video
-from training.checkpoint import save_model
-from training.dual_encoder import DualEncoderConfig, create_dual_encoder
+from encoders.checkpoint import save_model
+from encoders.dual_encoder import DualEncoderConfig, create_dual_encoder
 
 TINY_TEXT = {"kind": "clip", "width": 32, "layers": 1, "heads": 2, "context_length": 16}
 

@@ -22,7 +22,7 @@ from training.config import (ConfigError, TrainConfig, apply_overrides, load_con
 from training.contrastive import main as contrastive_main
 from training.contrastive import train
 from training.distributed import DistributedContext
-from training.dual_encoder import create_dual_encoder
+from encoders.dual_encoder import create_dual_encoder
 from training.losses import symmetric_infonce
 from training.optim import warmup_cosine_factor
 from training.sampler import ResumableDistributedSampler, SeededItems

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from tests.training_fixtures import tiny_model_config
-from training.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, load_model,
+from encoders.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, load_model,
                                  read_checkpoint, save_model)
-from training.dual_encoder import POOLINGS, VIDEO_TOWERS, DualEncoder, DualEncoderConfig, create_dual_encoder
+from encoders.dual_encoder import POOLINGS, VIDEO_TOWERS, DualEncoder, DualEncoderConfig, create_dual_encoder
 from training.optim import parameter_groups
 
 CAPTIONS = ["a red circle moves left, then a blue square appears", "a green triangle grows", "something else"]

@@ -18,8 +18,8 @@ from data.sampling import SamplingConfig
 from data.synthetic import SyntheticConfig, write_synthetic_dataset
 from data.transforms import TransformConfig
 from tests.training_fixtures import tiny_model_config
-from training.checkpoint import save_model
-from training.dual_encoder import create_dual_encoder
+from encoders.checkpoint import save_model
+from encoders.dual_encoder import create_dual_encoder
 from training.evaluate import main as evaluate_main
 from training.evaluate_io import read_results_json
 from training.retrieval_metrics import evaluate_retrieval
@@ -46,7 +46,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _reference_results(checkpoint: Path, rows: list[dict], root: Path, all_captions: bool):
     """Metrics computed clip by clip, independently of the evaluation code's batching and grouping."""
-    from training.checkpoint import load_model
+    from encoders.checkpoint import load_model
 
     model = load_model(checkpoint)
     sampling, transform = SamplingConfig(num_frames=4, mode="middle"), TransformConfig(size=32)

@@ -24,7 +24,7 @@ from encoders.opengvlab import (
     read_state_dict,
 )
 from encoders.text import TextEncoderConfig
-from training.dual_encoder import DualEncoder, DualEncoderConfig
+from encoders.dual_encoder import DualEncoder, DualEncoderConfig
 
 TI_WIDTH, TI_DEPTH = 192, 24
 

@@ -17,9 +17,9 @@ import torch
 from encoders.opengvlab import PretrainedUnavailable, StateDictMismatch, resolve_checkpoint
 from encoders.text import BertTextTower, TextEncoderConfig, bert_vocab_file, clean_caption
 from tests.test_pretrained_classification import synthesize, videomamba_shapes
-from training import convert_opengvlab
-from training.checkpoint import load_model, read_checkpoint
-from training.convert_opengvlab import check_retrieval_keys, convert, load_opengvlab_retrieval, load_retrieval_state_dict
+from encoders import convert as convert_opengvlab
+from encoders.checkpoint import load_model, read_checkpoint
+from encoders.convert import check_retrieval_keys, convert, load_opengvlab_retrieval, load_retrieval_state_dict
 
 VOCAB = 30522
 CAPTIONS = ["A man is cooking pasta in a kitchen.", "two dogs-play/fight on the grass!", "a red car"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.dual_encoder import DualEncoderConfig
+from encoders.dual_encoder import DualEncoderConfig
 
 TINY_TEXT: dict[str, Any] = {"kind": "clip", "width": 64, "layers": 2, "heads": 2, "context_length": 24}
 

@@ -2,7 +2,7 @@
 
 A run's config is a :class:`TrainConfig` with six sections; every field has a default::
 
-    model    DualEncoderConfig   (training.dual_encoder)
+    model    DualEncoderConfig   (encoders.dual_encoder)
     data     DataConfig          which dataset, clips, batches, loader workers
     optim    OptimConfig         AdamW, warmup + cosine, gradient clipping
     train    TrainLoopConfig     steps, seed, precision, run directory, checkpoints, resume
@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from training.dual_encoder import DualEncoderConfig
+from encoders.dual_encoder import DualEncoderConfig
 
 
 class ConfigError(ValueError):

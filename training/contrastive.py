@@ -1,4 +1,4 @@
-"""Contrastive video-text training of a :class:`training.dual_encoder.DualEncoder`.
+"""Contrastive video-text training of a :class:`encoders.dual_encoder.DualEncoder`.
 
     python -m training.contrastive --config configs/synthetic_tiny.yaml [--section.key value ...]
     torchrun --nproc_per_node N -m training.contrastive --config FILE.yaml ...
@@ -11,7 +11,7 @@ exactly (model, optimiser, scheduler, step, data position, every rank's RNG stat
 
 Run directory ``train.out_dir/train.run_name``:
     config.yaml               resolved config of the latest start/resume
-    checkpoints/step_N.pt     training checkpoints (loadable with training.checkpoint.load_model)
+    checkpoints/step_N.pt     training checkpoints (loadable with encoders.checkpoint.load_model)
     checkpoints/last.pt       copy of the newest one (what resume: auto continues from)
     model.pt                  final model without optimiser state (for serving / evaluation)
     metrics.csv               train and eval metrics (rank 0); tensorboard/ if available
@@ -40,12 +40,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, get_worker_info
 
 from data.loader import BadSampleReport, VideoTextBatch, collate_video_text
-from training.checkpoint import CheckpointError, read_checkpoint, save_model
+from encoders.checkpoint import CheckpointError, read_checkpoint, save_model
 from training.config import ConfigError, TrainConfig, resolve_config, save_config
 from training.datasets import RetrievalEvalSet, build_eval_set, build_train_dataset, train_caption_bank
 from training.distributed import (DistributedContext, all_gather_objects, all_reduce_mean, barrier,
                                   init_distributed, shutdown_distributed)
-from training.dual_encoder import DualEncoder, create_dual_encoder
+from encoders.dual_encoder import DualEncoder, create_dual_encoder
 from training.losses import symmetric_infonce
 from training.optim import build_optimizer, build_scheduler
 from training.retrieval_eval import autocast_context, encode_eval_set, order_pair_accuracy, retrieval_results

@@ -29,7 +29,7 @@ from data.sampling import SamplingConfig
 from data.synthetic import SyntheticConfig, SyntheticTemporalDataset, make_scene
 from data.transforms import TransformConfig
 from training.config import DataConfig
-from training.dual_encoder import DualEncoderConfig
+from encoders.dual_encoder import DualEncoderConfig
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import torch
 
 from data.msrvtt import MSRVTTLayout, load_train_records
 from data.pairs import read_pairs
-from training.checkpoint import CheckpointError, load_model
+from encoders.checkpoint import CheckpointError, load_model
 from training.datasets import disk_eval_set, limit_eval_set, synthetic_disk_records
 from training.evaluate_io import write_results_json
 from training.retrieval_eval import encode_eval_set, order_pair_accuracy, retrieval_results

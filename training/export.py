@@ -2,7 +2,7 @@
 
     python -m training.export --checkpoint runs/NAME/checkpoints/last.pt --out models/demo.pt --dtype float16
 
-The output is a normal dual-encoder checkpoint (:func:`training.checkpoint.load_model`
+The output is a normal dual-encoder checkpoint (:func:`encoders.checkpoint.load_model`
 reads it and casts the weights back to float32) without optimiser state; its ``extra``
 keeps the source's evaluation results and step, and records the source file.
 """
@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from training.checkpoint import CheckpointError, model_from_payload, read_checkpoint, save_model
+from encoders.checkpoint import CheckpointError, model_from_payload, read_checkpoint, save_model
 
 logger = logging.getLogger("training.export")
 

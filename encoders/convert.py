@@ -1,7 +1,7 @@
 """OpenGVLab's VideoMamba retrieval checkpoints as this project's dual encoders.
 
-    python -m training.convert_opengvlab videomamba_m16_25M_f8_res224 --out models/videomamba_m16_25M.pt
-    python -m training.convert_opengvlab ~/Downloads/videomamba_m16_5M_f8_res224.pth --out m5M.pt \\
+    python -m encoders.convert videomamba_m16_25M_f8_res224 --out models/videomamba_m16_25M.pt
+    python -m encoders.convert ~/Downloads/videomamba_m16_5M_f8_res224.pth --out m5M.pt \\
         [--vocab bert-base-uncased/vocab.txt] [--num-frames 16] [--img-size 224]
 
     model = load_opengvlab_retrieval("videomamba_m16_25M_f8_res224")   # a DualEncoder, eval mode
@@ -57,8 +57,8 @@ from encoders.opengvlab import (
     video_preset,
 )
 from encoders.text import bert_text_config
-from training.checkpoint import save_model
-from training.dual_encoder import DualEncoder, DualEncoderConfig
+from encoders.checkpoint import save_model
+from encoders.dual_encoder import DualEncoder, DualEncoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -215,12 +215,12 @@ def load_opengvlab_retrieval(source: str | os.PathLike[str], download: bool = Tr
 
 def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], download: bool = True,
             strict: bool = True, weights_dtype: Optional[torch.dtype] = None, **config_kwargs: Any) -> Path:
-    """Load a retrieval checkpoint and write it with :func:`training.checkpoint.save_model`.
+    """Load a retrieval checkpoint and write it with :func:`encoders.checkpoint.save_model`.
     ``extra`` records the source file and, for published files, OpenGVLab's anchor numbers."""
     path = resolve_checkpoint(source, download=download)
     model = load_retrieval_state_dict(read_state_dict(path), str(path), strict=strict, **config_kwargs)
     name = path.name[:-len(".pth")] if path.name.endswith(".pth") else path.name
-    extra: dict[str, Any] = {"converted_from": str(path), "converter": "training.convert_opengvlab",
+    extra: dict[str, Any] = {"converted_from": str(path), "converter": "encoders.convert",
                              "embedding_only": True}
     anchor = RETRIEVAL_CHECKPOINTS.get(name)
     if anchor is not None:
@@ -231,7 +231,7 @@ def convert(source: str | os.PathLike[str], out: str | os.PathLike[str], downloa
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training.convert_opengvlab",
+        prog="python -m encoders.convert",
         description="Write an OpenGVLab VideoMamba retrieval checkpoint as a one-file dual-encoder checkpoint.")
     parser.add_argument("source", help="a .pth file, or a hub file name: " + ", ".join(RETRIEVAL_CHECKPOINTS))
     parser.add_argument("--out", required=True, help="checkpoint file to write")
