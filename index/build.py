@@ -444,7 +444,7 @@ class _Indexer:
                 job.chunks_left -= 1
                 if job.chunks_left == 0 and job.error is not None:
                     self._record_failure(job.entry, job.fingerprint, job.root_id, job.replaces, job.error)
-                if sum(len(c) for _, _, c in pending_clips) >= self.encoder.config.batch_size or not inflight:
+                if sum(len(c) for _, _, c in pending_clips) >= self.encoder.batch_size or not inflight:
                     self._encode(pending_clips)
                     pending_clips = []
             if pending_clips:
@@ -519,7 +519,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--shots", action="store_true", help="segment by shot changes instead of windows")
     parser.add_argument("--max-shot", type=float, default=30.0, help="split longer shots into windows (seconds)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="decoder processes (0 = inline)")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per encoder batch")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="clips per encoder batch (default: 32 on a GPU, 8 on a CPU)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     parser.add_argument("--factory", default="auto", help="faiss index_factory string or 'auto'")
     parser.add_argument("--fast-seek", action="store_true", help="decode nearest keyframes (faster, less exact)")
