@@ -140,8 +140,16 @@ class BiMambaMixer(nn.Module):
             xz = xz + self.in_proj.bias[:, None]
         if self.backward_order == "full" and self._fused_bidirectional(hidden):
             y = self._fused_scan(xz)
-            out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
-            return out if self.out_proj.bias is None else out + self.out_proj.bias
+        else:
+            y = self._flipped_scan(xz, layout)
+        # out_proj: (b, l, d_inner) @ W^T, with y^T read in place (column-major).
+        out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
+        return out if self.out_proj.bias is None else out + self.out_proj.bias
+
+    def _flipped_scan(self, xz: Tensor, layout: Optional[TokenLayout]) -> Tensor:
+        """Both directions, the backward one on a reordered copy of ``xz`` whose
+        output is put back in place. (b, 2*d_inner, l) -> (b, d_inner, l)."""
+        length = xz.shape[-1]
         if self.backward_order == "full":
             xz_b = xz.flip(-1)
             inverse = None
@@ -151,14 +159,11 @@ class BiMambaMixer(nn.Module):
                     f"backward_order={self.backward_order!r} needs the token layout "
                     f"(got {layout} for length {length})"
                 )
-            perm, inverse = _backward_permutation(self.backward_order, layout, hidden.device)
+            perm, inverse = _backward_permutation(self.backward_order, layout, xz.device)
             xz_b = xz.index_select(-1, perm)
         y = self._scan(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         y_b = self._scan(xz_b, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
-        y = y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
-        # out_proj: (b, l, d_inner) @ W^T, with y^T read in place (column-major).
-        out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
-        return out if self.out_proj.bias is None else out + self.out_proj.bias
+        return y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
 
     def _fused_bidirectional(self, hidden: Tensor) -> bool:
         """Use the one-launch Triton path: CUDA, no autograd, backend resolves to "triton"."""
@@ -169,7 +174,10 @@ class BiMambaMixer(nn.Module):
         return resolve_scan_backend(self.scan_backend, hidden.device, needs_grad, problem) == "triton"
 
     def _project(self, x: Tensor, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor):
-        """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its conv output."""
+        """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its
+        conv output x (b, d_inner, l): batched GEMMs with broadcast weights, no
+        transposed copies. dt_proj's bias goes to the scan (applied before the
+        softplus there), as mamba does."""
         batch = x.shape[0]
         x_dbl = torch.bmm(x_proj.weight.expand(batch, -1, -1), x)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
@@ -192,23 +200,8 @@ class BiMambaMixer(nn.Module):
     ) -> Tensor:
         """One direction: conv + SiLU, input-dependent (dt, B, C), gated scan.
         xz: (b, 2*d_inner, l) -> (b, d_inner, l)."""
-        batch = xz.shape[0]
         x, z = xz.chunk(2, dim=1)  # views with unit stride along l
         x = causal_conv1d(x, conv.weight, conv.bias, silu=True)  # (b, d_inner, l), contiguous
-        x_dbl = torch.bmm(x_proj.weight.expand(batch, -1, -1), x)  # (b, dt_rank + 2N, l)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
-        # dt_proj's bias is applied inside the scan (before softplus), as mamba does.
-        delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)  # (b, d_inner, l)
-        A = -torch.exp(A_log.float())
-        return selective_scan(
-            x,
-            delta,
-            A,
-            B,
-            C,
-            D.float(),
-            z=z,
-            delta_bias=dt_proj.bias.float(),
-            delta_softplus=True,
-            backend=self.scan_backend,
-        )
+        u, delta, A, B, C, D, delta_bias = self._project(x, x_proj, dt_proj, A_log, D)
+        return selective_scan(u, delta, A, B, C, D, z=z, delta_bias=delta_bias, delta_softplus=True,
+                              backend=self.scan_backend)
