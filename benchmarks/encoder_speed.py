@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--clips-per-batch", type=int, default=256,
                         help="inference batch = this / frames (32 at 8 frames); training uses half")
+    parser.add_argument("--batches", type=int, nargs="+", default=None,
+                        help="batch sizes to time instead of the defaults (e.g. the CPU indexing batch)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--scan-backends", nargs="+", default=["auto"],
@@ -202,12 +204,13 @@ def main() -> None:
                 batch = 1 if device.type == "cpu" else max(1, args.clips_per_batch // frames)
                 if mode == "train" and device.type != "cpu":
                     batch = max(1, batch // 2)
-                for kind in args.models:
-                    backends = args.scan_backends if kind == "videomamba" and mode == "inference" else ["auto"]
-                    for backend in backends:
-                        row = bench_one(kind, width, frames, batch, mode, device, args, backend)
-                        rows.append(row)
-                        logger.info("%s", row)
+                for batch in args.batches or [batch]:
+                    for kind in args.models:
+                        backends = args.scan_backends if kind == "videomamba" and mode == "inference" else ["auto"]
+                        for backend in backends:
+                            row = bench_one(kind, width, frames, batch, mode, device, args, backend)
+                            rows.append(row)
+                            logger.info("%s", row)
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\ndevice: {gpu}; torch {torch.__version__}; img {args.img_size}px; "
@@ -216,7 +219,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         ref = next((r for r in rows if r.model == f"vit_flash-{row.model.split('-')[1]}" and r.mode == row.mode
-                    and r.frames == row.frames), None)
+                    and r.frames == row.frames and r.batch == row.batch), None)
         ratio = row.clips_per_s / ref.clips_per_s if ref and ref.clips_per_s == ref.clips_per_s else float("nan")
         print(f"| {row.model} | {row.mode} | {row.frames} | {row.batch} | {row.clips_per_s:.1f} | "
               f"{row.peak_gib:.2f} | {ratio:.2f}x | {row.note} |")

@@ -55,9 +55,9 @@ class EncoderConfig:
     Attributes:
         checkpoint: path of a ``encoders.checkpoint.save_model`` file.
         device: "cpu", "cuda", "cuda:1"...; None = CUDA when available.
-        batch_size: clips per forward pass; None = 32 on a GPU, 8 on a CPU (on the
-            2-core development machine the demo model ran at 1.00 / 0.77 / 0.67 / 0.95 s
-            per clip with batches of 1 / 4 / 8 / 16).
+        batch_size: clips per forward pass; None = 32 on a GPU, 8 on a CPU. On a CPU the
+            batch does not change throughput (docs/benchmarks.md: 1.1-1.2 clips/s for 1 to
+            16 clips), so a small one keeps memory and the progress steps small.
         text_batch_size: texts per forward pass.
         seek_mode: decoder seek mode for indexing ("exact", or "keyframe": faster, frames up to a GOP early).
     """
