@@ -144,9 +144,8 @@ def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, de
         row = Row(name, mode, frames, batch, batch / seconds, peak)
     except torch.OutOfMemoryError:
         row = Row(name, mode, frames, batch, float("nan"), float("nan"), "out of memory")
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    # The model is freed when `step` goes out of scope; the next row empties the
+    # CUDA cache before it measures.
     return row
 
 
