@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .triton_scan import bidirectional_selective_scan_triton, triton_available, triton_scan_preferred
+from .triton_scan import bidirectional_selective_scan_triton, triton_available
 
 logger = logging.getLogger(__name__)
 
@@ -102,15 +102,11 @@ def resolve_scan_backend(
             f"choose one of {', '.join(SCAN_BACKENDS)}"
         )
     if requested == "auto":
-        # Measured on an H100 (docs/benchmarks.md): for inference with enough
-        # parallel work the Triton kernel beats mamba-ssm's and needs no flips;
-        # with little work (small batch, long clips) mamba-ssm wins. Triton has
-        # no backward, so training uses mamba-ssm (or the PyTorch scan).
-        triton_ok = device.type == "cuda" and not needs_grad and triton_available()
-        mamba_ok = device.type == "cuda" and cuda_scan_available()
-        if triton_ok and (not mamba_ok or (problem is not None and triton_scan_preferred(*problem))):
+        # Measured on an H100 (docs/benchmarks.md): the Triton kernels beat
+        # mamba-ssm's forward and backward at every VideoMamba shape timed.
+        if device.type == "cuda" and triton_available():
             chosen = "triton"
-        elif mamba_ok:
+        elif device.type == "cuda" and cuda_scan_available():
             chosen = "cuda"
         else:
             chosen = "torch"
@@ -122,13 +118,8 @@ def resolve_scan_backend(
         raise ScanBackendUnavailable(
             "selective-scan backend 'cuda' needs mamba-ssm (pip install 'mambasearch[gpu]'); it failed to import"
         )
-    if chosen == "triton":
-        if not triton_available():
-            raise ScanBackendUnavailable("selective-scan backend 'triton' needs Triton (a CUDA build of PyTorch)")
-        if needs_grad:
-            raise ScanBackendUnavailable(
-                "selective-scan backend 'triton' has no backward pass yet; use 'cuda' or 'torch' for training"
-            )
+    if chosen == "triton" and not triton_available():
+        raise ScanBackendUnavailable("selective-scan backend 'triton' needs Triton (a CUDA build of PyTorch)")
     key = (requested, device.type, chosen)
     if key not in _logged_choices:
         _logged_choices.add(key)

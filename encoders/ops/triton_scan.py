@@ -1,8 +1,8 @@
-"""Fused bidirectional selective scan in Triton (forward / inference).
+"""Fused bidirectional selective scan in Triton: forward and backward (autograd).
 
 One launch computes both directions of OpenGVLab's bidirectional mixer from
-inputs in ORIGINAL token order, the backward direction by index arithmetic
-(no flipped copies):
+inputs in ORIGINAL token order; the backward direction runs from the last
+position to the first by index arithmetic (no flipped copies):
 
     forward : h_t = exp(dt_f[t] A_f) h_{t-1} + dt_f[t] B_f[t] u_f[t],   t = 0 .. L-1
     backward: g_t = exp(dt_b[t] A_b) g_{t+1} + dt_b[t] B_b[t] u_b[t],   t = L-1 .. 0
@@ -10,18 +10,36 @@ inputs in ORIGINAL token order, the backward direction by index arithmetic
 
 with dt = softplus(delta + delta_bias). This equals
 ``scan(u_f, ...) + flip(scan(flip(u_b), ...))`` with a shared gate ``z``, which
-is what the mixer computes when its backward inputs are produced by an
-anti-causal convolution on the unflipped sequence.
+is what the mixer computes when its backward inputs come from an anti-causal
+convolution of the unflipped sequence. With no backward direction it is
+mamba-ssm's ``selective_scan_fn``.
 
-Each program owns ``BLOCK_D`` channels of one sequence and walks the whole
-sequence, the state in registers (float32 throughout). Two variants: the
-default "sequential" one takes one time step per iteration; the "chunked" one
-takes ``BLOCK_L`` steps per iteration as a parallel associative scan over
-(BLOCK_D, state, BLOCK_L). Both were timed by ``benchmarks/scan_speed.py --sweep``.
+Work decomposition. The sequence is cut into chunks of ``block_l`` positions;
+inside a chunk the recurrence is a parallel associative scan over a
+(block_d channels, state, block_l) tile in registers (float32 throughout);
+a program walks its chunks in scan order carrying the (block_d, state) state.
+When batch x channel blocks alone give too few programs (long clips, small
+batches), the chunks are also split into ``splits`` segments run by separate
+programs, in three launches: (1) every segment's end state from a zero start
+and its summed dt, (2) a short sequential pass over segments that turns those
+into each segment's true start state, (3) every segment re-run from its start
+state, writing y. That costs a second pass of exponentials and buys
+``splits``-fold parallelism.
+
+Backward. The forward pass saves the state entering every chunk (float32,
+(batch, dim, n_chunks, state) per direction). The backward kernel walks the
+chunks in reverse scan order, re-scans each chunk's states from the saved one,
+and runs the adjoint recurrence lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1}
+(mirrored for the backward direction) as a reverse associative scan. The decay
+of the NEXT step is recomputed from a one-position-shifted load of delta, so no
+register shuffles are needed. Gradients of B and C sum over channels: each
+program reduces its block and adds it to a float32 buffer atomically.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -33,170 +51,374 @@ try:
 except ImportError:  # pragma: no cover - CPU-only PyTorch
     triton = None
 
+#: (u, delta, A, B, C, D, delta_bias) of one scan direction.
+ScanInputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+
 
 def triton_available() -> bool:
     return triton is not None
 
 
-#: The Triton kernel walks the whole sequence inside one program per 4 channels of
-#: one clip, so it needs many programs to hide latency. Measured on an H100
-#: (docs/benchmarks.md): with >= 3072 programs (VideoMamba-Ti, batch 32; -S, batch
-#: 16) it beats mamba-ssm by 1.1-1.2x; with 1536 it is 1.5x slower, with 384 5x.
-MIN_PROGRAMS_TO_BEAT_MAMBA_SSM = 3072
-CHANNELS_PER_PROGRAM = 4
+@dataclass(frozen=True)
+class TritonScanConfig:
+    """Tile sizes and launch shape of the Triton scan.
+
+    block_d: channels per program; block_l: positions per chunk (a power of two,
+    shared by forward and backward: the backward re-scans from the states the
+    forward saved at chunk boundaries); num_warps: warps per program; splits:
+    segments each sequence is cut into in the forward (None: enough for
+    ``min_programs`` programs, see :func:`choose_splits`); backward_block_d and
+    backward_num_warps: the backward kernel's. Defaults come from
+    ``benchmarks/scan_speed.py --sweep`` on an H100 (docs/benchmarks.md).
+    """
+
+    block_d: int = 4
+    block_l: int = 64
+    num_warps: int = 4
+    splits: Optional[int] = None
+    min_programs: int = 2048
+    backward_block_d: int = 4
+    backward_num_warps: int = 4
 
 
-def triton_scan_preferred(batch: int, dim: int) -> bool:
-    """Whether the Triton scan is expected to beat mamba-ssm at this (batch, dim)."""
-    return batch * -(-dim // CHANNELS_PER_PROGRAM) >= MIN_PROGRAMS_TO_BEAT_MAMBA_SSM
+DEFAULT_CONFIG = TritonScanConfig()
+
+
+def choose_splits(batch: int, dim: int, length: int, config: TritonScanConfig) -> int:
+    """Segments per sequence: 1 when batch x channel blocks already give
+    ``config.min_programs`` programs, else enough to reach it (at most one per chunk)."""
+    if config.splits is not None:
+        return max(1, min(config.splits, _cdiv(length, config.block_l)))
+    programs = batch * _cdiv(dim, config.block_d)
+    if programs >= config.min_programs:
+        return 1
+    return max(1, min(_cdiv(config.min_programs, programs), _cdiv(length, config.block_l)))
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 if triton is not None:
 
+    LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
+
     @triton.jit
-    def _first_order_combine(a_left, b_left, a_right, b_right):
-        # Composition of h -> a_left*h + b_left followed by h -> a_right*h + b_right.
+    def _affine_combine(a_left, b_left, a_right, b_right):
+        # Composition of x -> a_left*x + b_left followed by x -> a_right*x + b_right.
         return a_left * a_right, b_left * a_right + b_right
 
     @triton.jit
-    def _scan_direction(
-        u_ptr, dt_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, z_ptr, out_ptr,
-        batch_idx, d_offs, d_mask, length, dim,
-        stride_ub, stride_ud, stride_dtb, stride_dtd, stride_Bb, stride_Bn, stride_Cb, stride_Cn,
-        stride_zb, stride_zd,
-        REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
-        STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
-    ):
+    def _softplus(x):
+        # PyTorch's softplus: linear above 20; log(1 + e^x) ~ e^x far below 0,
+        # where 1 + e^x would round to 1 in float32.
+        return tl.where(x > 20.0, x, tl.where(x < -15.0, tl.exp(x), tl.log(1.0 + tl.exp(x))))
+
+    @triton.jit
+    def _direction_params(A_ptr, D_ptr, bias_ptr, d_offs, d_mask, STATE: tl.constexpr):
+        """A (BLOCK_D, STATE), D and delta_bias (BLOCK_D,), all float32."""
         n_offs = tl.arange(0, STATE)
+        A = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
+        D = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0)
+        bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0)
+        return A.to(tl.float32), D.to(tl.float32), bias.to(tl.float32)
+
+    @triton.jit
+    def _chunk_dt(dt_rows, pos, mask, bias, SOFTPLUS: tl.constexpr):
+        """(dt, delta + bias) for one chunk, (BLOCK_D, BLOCK_L) float32; dt is 0
+        at masked positions, so they decay by 1 and take no input."""
+        raw = tl.load(dt_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32) + bias[:, None]
+        dt = _softplus(raw) if SOFTPLUS else raw
+        return tl.where(mask, dt, 0.0), raw
+
+    @triton.jit
+    def _segment_forward(
+        u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, state_rows,
+        A, Dskip, bias, h, d_mask, length, chunk_lo, chunk_hi,
+        REVERSE: tl.constexpr, WRITE_OUT: tl.constexpr, ACCUMULATE: tl.constexpr, GATE: tl.constexpr,
+        SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """Scan chunks [chunk_lo, chunk_hi) in scan order (descending if REVERSE)
+        from state ``h`` (BLOCK_D, STATE). ``*_rows`` are per-channel (or
+        per-state for B, C) row pointers; positions are added here.
+        Returns (final state, sum of dt over the segment)."""
         l_offs = tl.arange(0, BLOCK_L)
-        A = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
-        A = A.to(tl.float32) * 1.4426950408889634  # exp(x) = exp2(x * log2 e)
-        Dskip = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0).to(tl.float32)
-        bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0).to(tl.float32)
-        h = tl.zeros([BLOCK_D, STATE], dtype=tl.float32)
-        u_base = u_ptr + batch_idx * stride_ub + d_offs[:, None] * stride_ud
-        dt_base = dt_ptr + batch_idx * stride_dtb + d_offs[:, None] * stride_dtd
-        z_base = z_ptr + batch_idx * stride_zb + d_offs[:, None] * stride_zd
-        out_base = out_ptr + batch_idx * dim * length + d_offs[:, None] * length
-        B_base = B_ptr + batch_idx * stride_Bb + n_offs[:, None] * stride_Bn
-        C_base = C_ptr + batch_idx * stride_Cb + n_offs[:, None] * stride_Cn
-        for start in range(0, length, BLOCK_L):
-            steps = start + l_offs
-            if REVERSE:
-                pos = length - 1 - steps
-            else:
-                pos = steps
-            l_mask = steps < length
-            mask = d_mask[:, None] & l_mask[None, :]
-            u = tl.load(u_base + pos[None, :], mask=mask, other=0.0).to(tl.float32)
-            dt = tl.load(dt_base + pos[None, :], mask=mask, other=0.0).to(tl.float32) + bias[:, None]
-            if SOFTPLUS:  # linear above 20, as PyTorch's softplus
-                dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
-            dt = tl.where(mask, dt, 0.0)  # padded steps: decay 1, input 0
-            Bc = tl.load(B_base + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)  # (N, L)
-            Cc = tl.load(C_base + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
-            decay = tl.exp2(dt[:, None, :] * A[:, :, None])  # (D, N, L)
-            drive = (dt * u)[:, None, :] * Bc[None, :, :]
-            decay_acc, states = tl.associative_scan((decay, drive), axis=2, combine_fn=_first_order_combine)
-            states = states + decay_acc * h[:, :, None]
-            y = tl.sum(states * Cc[None, :, :], axis=1) + Dskip[:, None] * u  # (D, L)
-            last = l_offs == tl.minimum(length - start, BLOCK_L) - 1
-            h = tl.sum(tl.where(last[None, None, :], states, 0.0), axis=2)
-            out_ptrs = out_base + pos[None, :]
-            if ACCUMULATE:
-                y += tl.load(out_ptrs, mask=mask, other=0.0).to(tl.float32)
-            if HAS_Z:
-                z = tl.load(z_base + pos[None, :], mask=mask, other=0.0).to(tl.float32)
-                y = y * (z / (1.0 + tl.exp(-z)))
-            tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
-
-    @triton.jit
-    def _scan_direction_sequential(
-        u_ptr, dt_ptr, B_ptr, C_ptr, A_ptr, D_ptr, bias_ptr, z_ptr, out_ptr,
-        batch_idx, d_offs, d_mask, length, dim,
-        stride_ub, stride_ud, stride_dtb, stride_dtd, stride_Bb, stride_Bn, stride_Cb, stride_Cn,
-        stride_zb, stride_zd,
-        REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
-        STATE: tl.constexpr, BLOCK_D: tl.constexpr,
-    ):
-        # One time step per iteration, every thread owning whole channels with
-        # their STATE values in registers (mamba-ssm's layout). Each channel's
-        # row is read front to back (or back to front), so its cache lines are
-        # reused across consecutive steps.
         n_offs = tl.arange(0, STATE)
-        A = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
-        A = A.to(tl.float32) * 1.4426950408889634
-        Dskip = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0).to(tl.float32)
-        bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0).to(tl.float32)
-        h = tl.zeros([BLOCK_D, STATE], dtype=tl.float32)
-        u_base = u_ptr + batch_idx * stride_ub + d_offs * stride_ud
-        dt_base = dt_ptr + batch_idx * stride_dtb + d_offs * stride_dtd
-        z_base = z_ptr + batch_idx * stride_zb + d_offs * stride_zd
-        out_base = out_ptr + batch_idx * dim * length + d_offs * length
-        B_base = B_ptr + batch_idx * stride_Bb + n_offs * stride_Bn
-        C_base = C_ptr + batch_idx * stride_Cb + n_offs * stride_Cn
-        for step in range(0, length):
-            if REVERSE:
-                pos = length - 1 - step
-            else:
-                pos = step
-            u = tl.load(u_base + pos, mask=d_mask, other=0.0).to(tl.float32)
-            dt = tl.load(dt_base + pos, mask=d_mask, other=0.0).to(tl.float32) + bias
-            if SOFTPLUS:
-                dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
-            Bt = tl.load(B_base + pos).to(tl.float32)
-            Ct = tl.load(C_base + pos).to(tl.float32)
-            h = tl.exp2(dt[:, None] * A) * h + (dt * u)[:, None] * Bt[None, :]
-            y = tl.sum(h * Ct[None, :], axis=1) + Dskip * u
-            if ACCUMULATE:
-                y += tl.load(out_base + pos, mask=d_mask, other=0.0).to(tl.float32)
-            if HAS_Z:
-                z = tl.load(z_base + pos, mask=d_mask, other=0.0).to(tl.float32)
-                y = y * (z / (1.0 + tl.exp(-z)))
-            tl.store(out_base + pos, y.to(out_ptr.dtype.element_ty), mask=d_mask)
+        A2 = A * LOG2E  # exp(x) = exp2(x log2 e)
+        dt_sum = tl.sum(tl.zeros_like(h), axis=1)
+        carry_lane = 0 if REVERSE else BLOCK_L - 1
+        for i in range(0, chunk_hi - chunk_lo):
+            chunk = chunk_hi - 1 - i if REVERSE else chunk_lo + i
+            pos = chunk * BLOCK_L + l_offs
+            l_mask = pos < length
+            mask = d_mask[:, None] & l_mask[None, :]
+            if SAVE_STATES:  # the state entering this chunk, for the backward pass
+                tl.store(state_rows + chunk * STATE + n_offs[None, :], h, mask=d_mask[:, None])
+            u = tl.load(u_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+            dt, _ = _chunk_dt(dt_rows, pos, mask, bias, SOFTPLUS)
+            Bc = tl.load(B_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
+            decay = tl.exp2(dt[:, None, :] * A2[:, :, None])  # (BLOCK_D, STATE, BLOCK_L)
+            drive = (dt * u)[:, None, :] * Bc[None, :, :]
+            decay_acc, states = tl.associative_scan(
+                (decay, drive), axis=2, combine_fn=_affine_combine, reverse=REVERSE)
+            states = states + decay_acc * h[:, :, None]
+            # Masked positions are identities, so the last lane in scan order holds the carry.
+            h = tl.sum(tl.where((l_offs == carry_lane)[None, None, :], states, 0.0), axis=2)
+            dt_sum += tl.sum(dt, axis=1)
+            if WRITE_OUT:
+                Cc = tl.load(C_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
+                y = tl.sum(states * Cc[None, :, :], axis=1) + Dskip[:, None] * u
+                out_ptrs = out_rows + pos[None, :]
+                if ACCUMULATE:
+                    y += tl.load(out_ptrs, mask=mask, other=0.0).to(tl.float32)
+                if GATE:
+                    z = tl.load(z_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+                    y = y * z * tl.sigmoid(z)
+                tl.store(out_ptrs, y.to(out_ptrs.dtype.element_ty), mask=mask)
+        return h, dt_sum
 
     @triton.jit
-    def _bidirectional_scan_fwd_kernel(
-        u_f, dt_f, B_f, C_f, A_f, D_f, bias_f,
-        u_b, dt_b, B_b, C_b, A_b, D_b, bias_b,
-        z_ptr, out_ptr, dim, length,
+    def _scan_fwd_kernel(
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
+        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
+        z_ptr, out_ptr, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
+        dim, length, n_chunks, chunks_per_split, n_splits,
         s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
         s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
         s_zb, s_zd,
-        BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr, SEQUENTIAL: tl.constexpr,
+        END_STATES: tl.constexpr, SPLIT: tl.constexpr, BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr,
+        SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
         STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        batch_idx = tl.program_id(0).to(tl.int64)
+        """Grid (batch, channel blocks, segments). END_STATES: write each
+        segment's end state from a zero start (launch 1 of 3). Otherwise write
+        y, starting each segment from the state the carry kernel left in
+        ``seg_*`` (if SPLIT) or from zero."""
+        b = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
-        # Forward direction writes C.h + D u (ungated unless it is the only one).
-        if SEQUENTIAL:
-            _scan_direction_sequential(
-                u_f, dt_f, B_f, C_f, A_f, D_f, bias_f, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
-                s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, s_zb, s_zd,
-                REVERSE=False, ACCUMULATE=False, HAS_Z=HAS_Z and not BIDIRECTIONAL, SOFTPLUS=SOFTPLUS,
-                STATE=STATE, BLOCK_D=BLOCK_D)
+        split = tl.program_id(2)
+        chunk_lo = split * chunks_per_split
+        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        n_offs = tl.arange(0, STATE)
+        rows = b * dim + d_offs  # row of (batch, dim) in out and the state buffers
+        seg_offs = (rows[:, None] * n_splits + split) * STATE + n_offs[None, :]
+        state_rows = rows[:, None] * n_chunks * STATE
+        out_rows = out_ptr + rows[:, None] * length
+        z_rows = z_ptr + b * s_zb + d_offs[:, None] * s_zd
+        zero = tl.zeros([BLOCK_D, STATE], dtype=tl.float32)
+
+        # Forward direction. Its output is ungated unless it is the only one.
+        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        u_rows = u_f + b * s_ufb + d_offs[:, None] * s_ufd
+        dt_rows = dt_f + b * s_dtfb + d_offs[:, None] * s_dtfd
+        B_rows = B_f + b * s_Bfb + n_offs[:, None] * s_Bfn
+        C_rows = C_f + b * s_Cfb + n_offs[:, None] * s_Cfn
+        if END_STATES:
+            if split < n_splits - 1:  # the last segment's end state is never used
+                h, dts = _segment_forward(
+                    u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_f + state_rows,
+                    A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
+                    REVERSE=False, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+                    SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
+                tl.store(seg_f + seg_offs, h, mask=d_mask[:, None])
+                tl.store(dtsum_f + rows * n_splits + split, dts, mask=d_mask)
         else:
-            _scan_direction(
-                u_f, dt_f, B_f, C_f, A_f, D_f, bias_f, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
-                s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, s_zb, s_zd,
-                REVERSE=False, ACCUMULATE=False, HAS_Z=HAS_Z and not BIDIRECTIONAL, SOFTPLUS=SOFTPLUS,
-                STATE=STATE, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
+            h0 = tl.load(seg_f + seg_offs, mask=d_mask[:, None], other=0.0) if SPLIT else zero
+            _segment_forward(
+                u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_f + state_rows,
+                A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
+                REVERSE=False, WRITE_OUT=True, ACCUMULATE=False, GATE=HAS_Z and not BIDIRECTIONAL,
+                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
+
         if BIDIRECTIONAL:
-            # The backward pass re-reads what this program's threads stored.
-            tl.debug_barrier()
-            if SEQUENTIAL:
-                _scan_direction_sequential(
-                    u_b, dt_b, B_b, C_b, A_b, D_b, bias_b, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
-                    s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, s_zb, s_zd,
-                    REVERSE=True, ACCUMULATE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS,
-                    STATE=STATE, BLOCK_D=BLOCK_D)
+            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            u_rows = u_b + b * s_ubb + d_offs[:, None] * s_ubd
+            dt_rows = dt_b + b * s_dtbb + d_offs[:, None] * s_dtbd
+            B_rows = B_b + b * s_Bbb + n_offs[:, None] * s_Bbn
+            C_rows = C_b + b * s_Cbb + n_offs[:, None] * s_Cbn
+            if END_STATES:
+                if split > 0:  # the backward direction ends in segment 0
+                    h, dts = _segment_forward(
+                        u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_b + state_rows,
+                        A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
+                        REVERSE=True, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+                        SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
+                    tl.store(seg_b + seg_offs, h, mask=d_mask[:, None])
+                    tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
             else:
-                _scan_direction(
-                    u_b, dt_b, B_b, C_b, A_b, D_b, bias_b, z_ptr, out_ptr, batch_idx, d_offs, d_mask, length, dim,
-                    s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, s_zb, s_zd,
-                    REVERSE=True, ACCUMULATE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS,
-                    STATE=STATE, BLOCK_D=BLOCK_D, BLOCK_L=BLOCK_L)
+                # This program re-reads the forward outputs its threads stored.
+                tl.debug_barrier()
+                h0 = tl.load(seg_b + seg_offs, mask=d_mask[:, None], other=0.0) if SPLIT else zero
+                _segment_forward(
+                    u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_b + state_rows,
+                    A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
+                    REVERSE=True, WRITE_OUT=True, ACCUMULATE=True, GATE=HAS_Z,
+                    SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
+
+    @triton.jit
+    def _carry_direction(seg_ptr, dtsum_ptr, A_ptr, rows, d_offs, d_mask, n_splits,
+                         REVERSE: tl.constexpr, STATE: tl.constexpr):
+        # Replace every segment's local end state with its true start state.
+        n_offs = tl.arange(0, STATE)
+        A2 = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
+        A2 = A2.to(tl.float32) * LOG2E
+        h = tl.zeros_like(A2)
+        for i in range(0, n_splits):
+            s = n_splits - 1 - i if REVERSE else i
+            ptrs = seg_ptr + (rows[:, None] * n_splits + s) * STATE + n_offs[None, :]
+            local_end = tl.load(ptrs, mask=d_mask[:, None], other=0.0)
+            dts = tl.load(dtsum_ptr + rows * n_splits + s, mask=d_mask, other=0.0)
+            tl.store(ptrs, h, mask=d_mask[:, None])
+            h = tl.exp2(A2 * dts[:, None]) * h + local_end
+
+    @triton.jit
+    def _scan_carry_kernel(seg_f, dtsum_f, A_f, seg_b, dtsum_b, A_b, dim, n_splits,
+                           BIDIRECTIONAL: tl.constexpr, STATE: tl.constexpr, BLOCK_D: tl.constexpr):
+        """Grid (batch, channel blocks): launch 2 of 3 of a split forward."""
+        b = tl.program_id(0).to(tl.int64)
+        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        d_mask = d_offs < dim
+        rows = b * dim + d_offs
+        _carry_direction(seg_f, dtsum_f, A_f, rows, d_offs, d_mask, n_splits, REVERSE=False, STATE=STATE)
+        if BIDIRECTIONAL:
+            _carry_direction(seg_b, dtsum_b, A_b, rows, d_offs, d_mask, n_splits, REVERSE=True, STATE=STATE)
+
+    @triton.jit
+    def _direction_backward(
+        u_rows, dt_rows, B_rows, C_rows, z_rows, g_rows, ybuf_rows, state_rows,
+        du_rows, ddt_rows, dB_rows, dC_rows, dA_ptr, dD_ptr, dbias_ptr,
+        A, Dskip, bias, d_offs, d_mask, length, n_chunks,
+        REVERSE: tl.constexpr, Z_MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """Gradients of one direction, chunks in reverse scan order.
+
+        Z_MODE: 0 no gate; 1 gate, stash this direction's y (float32) in ybuf
+        for the other direction; 2 gate, add the stashed y and write dz to ybuf;
+        3 gate of a single direction: write dz to ybuf.
+        """
+        l_offs = tl.arange(0, BLOCK_L)
+        n_offs = tl.arange(0, STATE)
+        A2 = A * LOG2E
+        lam_carry = tl.zeros_like(A)  # adjoint state from the chunk processed before
+        dA_acc = tl.zeros_like(A)
+        dD_acc = tl.sum(tl.zeros_like(A), axis=1)
+        dbias_acc = tl.sum(tl.zeros_like(A), axis=1)
+        carry_lane = BLOCK_L - 1 if REVERSE else 0  # adjoint runs against scan order
+        for i in range(0, n_chunks):
+            chunk = i if REVERSE else n_chunks - 1 - i
+            pos = chunk * BLOCK_L + l_offs
+            l_mask = pos < length
+            mask = d_mask[:, None] & l_mask[None, :]
+            # Re-scan this chunk's states from the saved entering state.
+            h0 = tl.load(state_rows + chunk * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
+            u = tl.load(u_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+            dt, raw = _chunk_dt(dt_rows, pos, mask, bias, SOFTPLUS)
+            Bc = tl.load(B_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
+            Cc = tl.load(C_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
+            decay = tl.exp2(dt[:, None, :] * A2[:, :, None])
+            drive = (dt * u)[:, None, :] * Bc[None, :, :]
+            decay_acc, states = tl.associative_scan(
+                (decay, drive), axis=2, combine_fn=_affine_combine, reverse=REVERSE)
+            states = states + decay_acc * h0[:, :, None]
+
+            g = tl.load(g_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+            if Z_MODE == 0:
+                dy = g
+            else:
+                z = tl.load(z_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+                sig = tl.sigmoid(z)
+                dy = g * z * sig
+                y = tl.sum(states * Cc[None, :, :], axis=1) + Dskip[:, None] * u
+                if Z_MODE == 1:
+                    tl.store(ybuf_rows + pos[None, :], y, mask=mask)
+                else:
+                    if Z_MODE == 2:
+                        y += tl.load(ybuf_rows + pos[None, :], mask=mask, other=0.0)
+                    tl.store(ybuf_rows + pos[None, :], g * y * sig * (1.0 + z * (1.0 - sig)), mask=mask)
+
+            # Adjoint: lambda_t = C_t dy_t + decay_{next} lambda_{next}; the next
+            # step's decay comes from a shifted load (0 beyond the ends: decay 1).
+            pos_next = pos - 1 if REVERSE else pos + 1
+            next_mask = d_mask[:, None] & ((pos_next >= 0) & (pos_next < length))[None, :]
+            dt_next, _ = _chunk_dt(dt_rows, pos_next, next_mask, bias, SOFTPLUS)
+            decay_next = tl.exp2(dt_next[:, None, :] * A2[:, :, None])
+            decay_next_acc, lam = tl.associative_scan(
+                (decay_next, Cc[None, :, :] * dy[:, None, :]), axis=2, combine_fn=_affine_combine,
+                reverse=not REVERSE)
+            lam = lam + decay_next_acc * lam_carry[:, :, None]
+            lam_carry = tl.sum(tl.where((l_offs == carry_lane)[None, None, :], lam, 0.0), axis=2)
+
+            # decay_t * h_{t-1} = h_t - drive_t: no division by a decay that may underflow.
+            lam_prev = lam * (states - drive)
+            dA_acc += tl.sum(lam_prev * dt[:, None, :], axis=2)
+            lam_B = tl.sum(lam * Bc[None, :, :], axis=1)  # (BLOCK_D, BLOCK_L)
+            ddt = lam_B * u + tl.sum(lam_prev * A[:, :, None], axis=1)
+            du = dy * Dskip[:, None] + dt * lam_B
+            ddelta = ddt * tl.sigmoid(raw) if SOFTPLUS else ddt
+            ddelta = tl.where(mask, ddelta, 0.0)
+            dD_acc += tl.sum(dy * u, axis=1)
+            dbias_acc += tl.sum(ddelta, axis=1)
+            tl.store(du_rows + pos[None, :], du.to(du_rows.dtype.element_ty), mask=mask)
+            tl.store(ddt_rows + pos[None, :], ddelta.to(ddt_rows.dtype.element_ty), mask=mask)
+            # B and C are shared by all channels: reduce this block, add atomically.
+            tl.atomic_add(dB_rows + pos[None, :], tl.sum(lam * (dt * u)[:, None, :], axis=0),
+                          mask=l_mask[None, :])
+            tl.atomic_add(dC_rows + pos[None, :], tl.sum(states * dy[:, None, :], axis=0),
+                          mask=l_mask[None, :])
+        tl.atomic_add(dA_ptr + d_offs[:, None] * STATE + n_offs[None, :], dA_acc, mask=d_mask[:, None])
+        tl.atomic_add(dD_ptr + d_offs, dD_acc, mask=d_mask)
+        tl.atomic_add(dbias_ptr + d_offs, dbias_acc, mask=d_mask)
+
+    @triton.jit
+    def _scan_bwd_kernel(
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f,
+        du_f, ddt_f, dB_f, dC_f, dA_f, dD_f, dbias_f,
+        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b,
+        du_b, ddt_b, dB_b, dC_b, dA_b, dD_b, dbias_b,
+        z_ptr, g_ptr, ybuf_ptr,
+        dim, length, n_chunks,
+        s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
+        s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
+        s_zb, s_zd, s_gb, s_gd,
+        BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, Z_FIRST: tl.constexpr, SOFTPLUS: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """Grid (batch, channel blocks). Z_FIRST: the forward direction's Z_MODE
+        (see _direction_backward). Gradient outputs du, ddelta are
+        contiguous (batch, dim, length); dB, dC float32 (batch, state, length);
+        dA (dim, state), dD, dbias (dim,) float32, all zero-initialised where
+        atomically accumulated."""
+        b = tl.program_id(0).to(tl.int64)
+        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        d_mask = d_offs < dim
+        n_offs = tl.arange(0, STATE)
+        rows = b * dim + d_offs
+        state_rows = rows[:, None] * n_chunks * STATE
+        grad_rows = rows[:, None] * length
+        bc_grad_rows = (b * STATE + n_offs[:, None]) * length
+        z_rows = z_ptr + b * s_zb + d_offs[:, None] * s_zd
+        g_rows = g_ptr + b * s_gb + d_offs[:, None] * s_gd
+        ybuf_rows = ybuf_ptr + grad_rows
+        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        _direction_backward(
+            u_f + b * s_ufb + d_offs[:, None] * s_ufd, dt_f + b * s_dtfb + d_offs[:, None] * s_dtfd,
+            B_f + b * s_Bfb + n_offs[:, None] * s_Bfn, C_f + b * s_Cfb + n_offs[:, None] * s_Cfn,
+            z_rows, g_rows, ybuf_rows, chunks_f + state_rows,
+            du_f + grad_rows, ddt_f + grad_rows, dB_f + bc_grad_rows, dC_f + bc_grad_rows, dA_f, dD_f, dbias_f,
+            A, Dskip, bias, d_offs, d_mask, length, n_chunks,
+            REVERSE=False, Z_MODE=Z_FIRST, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
+        if BIDIRECTIONAL:
+            tl.debug_barrier()  # the stashed forward-direction y is read by other threads
+            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            _direction_backward(
+                u_b + b * s_ubb + d_offs[:, None] * s_ubd, dt_b + b * s_dtbb + d_offs[:, None] * s_dtbd,
+                B_b + b * s_Bbb + n_offs[:, None] * s_Bbn, C_b + b * s_Cbb + n_offs[:, None] * s_Cbn,
+                z_rows, g_rows, ybuf_rows, chunks_b + state_rows,
+                du_b + grad_rows, ddt_b + grad_rows, dB_b + bc_grad_rows, dC_b + bc_grad_rows, dA_b, dD_b, dbias_b,
+                A, Dskip, bias, d_offs, d_mask, length, n_chunks,
+                REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
 
 def _check_unit_stride(name: str, t: Tensor) -> None:
@@ -204,65 +426,181 @@ def _check_unit_stride(name: str, t: Tensor) -> None:
         raise ValueError(f"triton scan: {name} needs unit stride along length, got strides {t.stride()}")
 
 
-def bidirectional_selective_scan_triton(
-    forward: tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor],
-    backward: Optional[tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]],
+def _prepare(direction: ScanInputs) -> ScanInputs:
+    """Check strides; parameters (A, D, delta_bias) as contiguous float32."""
+    u, delta, A, B, C, D, bias = direction
+    for name, t in (("u", u), ("delta", delta), ("B", B), ("C", C)):
+        _check_unit_stride(name, t)
+    return u, delta, A.float().contiguous(), B, C, D.float().contiguous(), bias.float().contiguous()
+
+
+def _row_strides(direction: ScanInputs) -> list[int]:
+    u, delta, _, B, C, _, _ = direction
+    return [u.stride(0), u.stride(1), delta.stride(0), delta.stride(1),
+            B.stride(0), B.stride(1), C.stride(0), C.stride(1)]
+
+
+def scan_forward(
+    forward: ScanInputs,
+    backward: Optional[ScanInputs],
     z: Optional[Tensor],
     delta_softplus: bool = True,
-    block_d: int = CHANNELS_PER_PROGRAM,
-    block_l: int = 16,
-    num_warps: int = 1,
-    sequential: bool = True,
+    config: TritonScanConfig = DEFAULT_CONFIG,
+    save_states: bool = False,
+) -> tuple[Tensor, Optional[tuple[Tensor, Optional[Tensor]]]]:
+    """Launch the forward kernels (no autograd): returns (y, saved chunk states or None).
+
+    Saved states are float32 (batch, dim, ceil(length / config.block_l), state)
+    per direction: the state entering every chunk, in that direction's scan order.
+    """
+    f = _prepare(forward)
+    b = _prepare(backward) if backward is not None else f
+    u = f[0]
+    batch, dim, length = u.shape
+    state = f[2].shape[1]
+    if state & (state - 1):
+        raise ValueError(f"triton scan: state size must be a power of two, got {state}")
+    if z is not None:
+        _check_unit_stride("z", z)
+    zt = z if z is not None else u
+    n_chunks = _cdiv(length, config.block_l)
+    splits = choose_splits(batch, dim, length, config)
+    chunks_per_split = _cdiv(n_chunks, splits)
+    splits = _cdiv(n_chunks, chunks_per_split)
+    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    bidirectional = backward is not None
+    if save_states:
+        chunks_f = torch.empty(batch, dim, n_chunks, state, **f32)
+        chunks_b = torch.empty(batch, dim, n_chunks, state, **f32) if bidirectional else chunks_f
+    else:
+        chunks_f = chunks_b = out  # never written
+    if splits > 1:
+        seg_f = torch.empty(batch, dim, splits, state, **f32)
+        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
+        dtsum_f = torch.empty(batch, dim, splits, **f32)
+        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
+    else:
+        seg_f = seg_b = dtsum_f = dtsum_b = out  # never read
+    grid = (batch, _cdiv(dim, config.block_d), splits)
+    args = [*f, *b, zt, out, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
+            dim, length, n_chunks, chunks_per_split, splits,
+            *_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1)]
+    flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
+                 SAVE_STATES=save_states, STATE=state, BLOCK_D=config.block_d, BLOCK_L=config.block_l,
+                 num_warps=config.num_warps)
+    if splits > 1:
+        _scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
+        _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+                                     BIDIRECTIONAL=bidirectional, STATE=state, BLOCK_D=config.block_d)
+    _scan_fwd_kernel[grid](*args, END_STATES=False, **flags)
+    saved = (chunks_f, chunks_b if bidirectional else None) if save_states else None
+    return out, saved
+
+
+def scan_backward(
+    forward: ScanInputs,
+    backward: Optional[ScanInputs],
+    z: Optional[Tensor],
+    saved: tuple[Tensor, Optional[Tensor]],
+    grad_out: Tensor,
+    delta_softplus: bool = True,
+    config: TritonScanConfig = DEFAULT_CONFIG,
+) -> tuple[list[Tensor], Optional[list[Tensor]], Optional[Tensor]]:
+    """Gradients of :func:`scan_forward`'s output; ``config.block_l`` must be the
+    forward's (it defines the saved chunk states). Returns
+    ([du, ddelta, dA, dB, dC, dD, ddelta_bias] forward, the same backward or None, dz or None),
+    each in its input's dtype."""
+    f = _prepare(forward)
+    b = _prepare(backward) if backward is not None else f
+    u = f[0]
+    batch, dim, length = u.shape
+    state = f[2].shape[1]
+    n_chunks = _cdiv(length, config.block_l)
+    if saved[0].shape != (batch, dim, n_chunks, state):
+        raise ValueError(f"triton scan backward: saved states {tuple(saved[0].shape)} do not match "
+                         f"block_l={config.block_l} (expected {(batch, dim, n_chunks, state)})")
+    bidirectional = backward is not None
+    if grad_out.stride(-1) != 1:
+        grad_out = grad_out.contiguous()
+    zt = z if z is not None else u
+    f32 = dict(device=u.device, dtype=torch.float32)
+
+    def grad_buffers(direction: ScanInputs) -> list[Tensor]:
+        du = torch.empty(batch, dim, length, device=u.device, dtype=direction[0].dtype)
+        ddelta = torch.empty(batch, dim, length, device=u.device, dtype=direction[1].dtype)
+        return [du, ddelta, torch.zeros(batch, state, length, **f32), torch.zeros(batch, state, length, **f32),
+                torch.zeros(dim, state, **f32), torch.zeros(dim, **f32), torch.zeros(dim, **f32)]
+
+    grads_f = grad_buffers(f)
+    grads_b = grad_buffers(b) if bidirectional else grads_f
+    ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
+    chunks_b = saved[1] if bidirectional else saved[0]
+    grid = (batch, _cdiv(dim, config.backward_block_d))
+    _scan_bwd_kernel[grid](
+        *f, saved[0], *grads_f, *b, chunks_b, *grads_b, zt, grad_out, ybuf,
+        dim, length, n_chunks, *_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1),
+        grad_out.stride(0), grad_out.stride(1),
+        BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, Z_FIRST=(1 if bidirectional else 3) if z is not None else 0,
+        SOFTPLUS=delta_softplus, STATE=state, BLOCK_D=config.backward_block_d, BLOCK_L=config.block_l,
+        num_warps=config.backward_num_warps)
+
+    def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
+        du, ddelta, dB, dC, dA, dD, dbias = grads
+        _, _, A, B, C, D, bias = original
+        return [du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype), dbias.to(bias.dtype)]
+
+    out_f = in_input_order(forward, grads_f)
+    out_b = in_input_order(backward, grads_b) if bidirectional else None
+    dz = ybuf.to(z.dtype) if z is not None else None
+    return out_f, out_b, dz
+
+
+class _BidirectionalScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, delta_softplus: bool, config: TritonScanConfig, z: Optional[Tensor],
+                *tensors: Optional[Tensor]) -> Tensor:
+        forward = tuple(tensors[:7])
+        backward = tuple(tensors[7:]) if tensors[7] is not None else None
+        training = any(ctx.needs_input_grad)
+        y, saved = scan_forward(forward, backward, z, delta_softplus, config, save_states=training)
+        if training:
+            ctx.save_for_backward(z, saved[0], saved[1], *tensors)
+        ctx.delta_softplus = delta_softplus
+        ctx.config = config
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        z, chunks_f, chunks_b, *tensors = ctx.saved_tensors
+        forward = tuple(tensors[:7])
+        backward = tuple(tensors[7:]) if tensors[7] is not None else None
+        grads_f, grads_b, dz = scan_backward(forward, backward, z, (chunks_f, chunks_b), grad_out,
+                                             ctx.delta_softplus, ctx.config)
+        return (None, None, dz, *grads_f, *(grads_b if grads_b is not None else [None] * 7))
+
+
+def bidirectional_selective_scan_triton(
+    forward: ScanInputs,
+    backward: Optional[ScanInputs],
+    z: Optional[Tensor],
+    delta_softplus: bool = True,
+    config: TritonScanConfig = DEFAULT_CONFIG,
 ) -> Tensor:
-    """Fused forward (+ reverse-order backward) selective scan, no autograd.
+    """Fused forward (+ reverse-order backward) selective scan, differentiable.
 
     ``forward`` and ``backward`` are ``(u, delta, A, B, C, D, delta_bias)`` with
-    u, delta: (batch, dim, length); A: (dim, state); B, C: (batch, state, length);
-    D, delta_bias: (dim,); softplus is applied to delta + delta_bias if
-    ``delta_softplus``.
-    ``backward`` inputs are in ORIGINAL order; that direction runs from the
-    last position to the first. ``z``: (batch, dim, length) gate shared by both.
+    u, delta: (batch, dim, length); A: (dim, state), state a power of two;
+    B, C: (batch, state, length); D, delta_bias: (dim,); softplus is applied to
+    delta + delta_bias if ``delta_softplus``. ``backward`` inputs are in
+    ORIGINAL order; that direction runs from the last position to the first.
+    ``z``: (batch, dim, length) gate shared by both directions, or None.
     Returns (batch, dim, length) in u's dtype. Tensors need unit stride along
-    length (channel slices of a bigger tensor are fine).
-
-    Defaults come from ``benchmarks/scan_speed.py --sweep`` on an H100 (Ti,
-    8 frames, batch 32): one warp per 4 channels stepping through time
-    ("sequential") took 1459 us; the chunked associative scan at best 1529 us;
-    mamba-ssm's two calls plus flips 1693 us.
+    length (channel slices of a bigger tensor are fine). Gradients flow to
+    every input; the backward launch uses ``config.block_l`` chunks (it re-scans
+    from the states the forward saved at those chunk boundaries).
     """
     if triton is None:
         raise RuntimeError("the Triton scan needs Triton (a CUDA build of PyTorch)")
-    u = forward[0]
-    batch, dim, length = u.shape
-    state = forward[2].shape[1]
-    if state & (state - 1):
-        raise ValueError(f"triton scan: state size must be a power of two, got {state}")
-    directions = [forward] + ([backward] if backward is not None else [])
-    prepared = []
-    for direction in directions:
-        du, ddt, dA, dB, dC, dD, dbias = direction
-        for name, t in (("u", du), ("delta", ddt), ("B", dB), ("C", dC)):
-            _check_unit_stride(name, t)
-        prepared.append((du, ddt, dB, dC, dA.float().contiguous(), dD.float().contiguous(),
-                         dbias.float().contiguous()))
-    if z is not None:
-        _check_unit_stride("z", z)
-    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
-    f = prepared[0]
-    b = prepared[1] if backward is not None else prepared[0]
-    zt = z if z is not None else u
-    grid = (batch, triton.cdiv(dim, block_d))
-    _bidirectional_scan_fwd_kernel[grid](
-        f[0], f[1], f[2], f[3], f[4], f[5], f[6],
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6],
-        zt, out, dim, length,
-        f[0].stride(0), f[0].stride(1), f[1].stride(0), f[1].stride(1),
-        f[2].stride(0), f[2].stride(1), f[3].stride(0), f[3].stride(1),
-        b[0].stride(0), b[0].stride(1), b[1].stride(0), b[1].stride(1),
-        b[2].stride(0), b[2].stride(1), b[3].stride(0), b[3].stride(1),
-        zt.stride(0), zt.stride(1),
-        BIDIRECTIONAL=backward is not None, HAS_Z=z is not None, SOFTPLUS=delta_softplus, SEQUENTIAL=sequential,
-        STATE=state, BLOCK_D=block_d, BLOCK_L=block_l,
-        num_warps=num_warps,
-    )
-    return out
+    tensors = list(forward) + (list(backward) if backward is not None else [None] * 7)
+    return _BidirectionalScanFunction.apply(delta_softplus, config, z, *tensors)
