@@ -1,18 +1,25 @@
-"""Bidirectional selective-scan forward: Triton (one launch) vs mamba-ssm vs PyTorch.
+"""Bidirectional selective scan, forward and backward: Triton vs mamba-ssm vs PyTorch.
 
-    python benchmarks/scan_speed.py              # GPU, Ti and S widths, 8-64 frames, bf16
+    python benchmarks/scan_speed.py                 # GPU, Ti and S widths, 8-64 frames, bf16
+    python benchmarks/scan_speed.py --sweep         # + Triton tile sizes at Ti 8 and 64 frames
 
 What one bidirectional mixer needs per layer, timed side by side in one process:
-  * triton : ``bidirectional_selective_scan_triton`` - both directions, backward by
-             index arithmetic, shared gate z, summed output;
+  * triton   : ``bidirectional_selective_scan_triton`` - both directions in one
+               launch, backward direction by index arithmetic, shared gate z,
+               summed output; its autograd backward;
   * mamba-ssm: two ``selective_scan_fn`` calls plus the flips of the backward
-             inputs (u, delta, B, C, z) and of its output, and the sum - what the
-             unfused mixer does;
-  * torch  : the same with the pure-PyTorch scan (small shapes only).
-Bytes: the unavoidable traffic of the bidirectional scan (read u, delta of both
-directions, z, B and C of both directions; write y) divided by the time, against
-the device's measured copy bandwidth (read + write of a 1 GiB tensor).
-Forward only: the Triton kernel has no backward yet.
+               inputs (u, delta, B, C, z) and of its output, and the sum - what
+               the unfused mixer does ("x2 + flips"); and the two calls alone on
+               pre-flipped inputs ("x2");
+  * torch    : the same with the pure-PyTorch scan (small shapes only).
+"fwd" is the forward pass alone (inference); "bwd" the backward alone (autograd
+of a recorded forward, retain_graph, cotangent fixed).
+
+Bounds. bytes: the unavoidable forward traffic (read u, delta of both directions,
+z, B and C of both directions; write y) over the time, against the device's
+measured copy bandwidth. exp: the forward needs batch x dim x state x length
+exp2 per direction; their rate is compared with a Triton kernel that does
+nothing but exp2 (the MUFU peak as this device delivers it).
 """
 
 from __future__ import annotations
@@ -27,7 +34,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.ops.selective_scan import _mamba_ssm_scan_fn, selective_scan_torch  # noqa: E402
-from encoders.ops.triton_scan import bidirectional_selective_scan_triton  # noqa: E402
+from encoders.ops.triton_scan import (  # noqa: E402
+    DEFAULT_CONFIG,
+    TritonScanConfig,
+    bidirectional_selective_scan_triton,
+    choose_splits,
+)
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+STATE = 16
 
 
 def cuda_time(fn: Callable[[], object], warmup: int = 3, iters: int = 20) -> float:
@@ -52,16 +69,112 @@ def copy_bandwidth() -> float:
     return 2 * src.numel() * src.element_size() / seconds
 
 
-def make_direction(batch: int, dim: int, length: int, state: int, dtype: torch.dtype):
+@triton.jit
+def _exp2_only_kernel(x_ptr, ITERS: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs)
+    for _ in range(ITERS):
+        x = tl.exp2(x * -0.5)  # stays in (0, 1]; one MUFU op and one FMUL per step
+    tl.store(x_ptr + offs, x)
+
+
+def exp2_rate() -> float:
+    """exp2 per second of a kernel that does nothing else."""
+    x = torch.rand(132 * 64 * 1024, device="cuda")
+    iters = 256
+    seconds = cuda_time(lambda: _exp2_only_kernel[(x.numel() // 1024,)](x, ITERS=iters, BLOCK=1024, num_warps=4))
+    return x.numel() * iters / seconds
+
+
+def make_direction(batch: int, dim: int, length: int, dtype: torch.dtype, grad: bool = False):
     g = torch.Generator(device="cuda").manual_seed(length + dim)
     u = torch.randn(batch, dim, length, device="cuda", dtype=dtype, generator=g)
     delta = (torch.randn(batch, dim, length, device="cuda", generator=g) * 0.5 - 1).to(dtype)
-    A = -torch.exp(torch.randn(dim, state, device="cuda", generator=g) * 0.5)
-    B = torch.randn(batch, state, length, device="cuda", dtype=dtype, generator=g)
-    C = torch.randn(batch, state, length, device="cuda", dtype=dtype, generator=g)
+    A = -torch.exp(torch.randn(dim, STATE, device="cuda", generator=g) * 0.5)
+    B = torch.randn(batch, STATE, length, device="cuda", dtype=dtype, generator=g)
+    C = torch.randn(batch, STATE, length, device="cuda", dtype=dtype, generator=g)
     D = torch.randn(dim, device="cuda")
     bias = torch.randn(dim, device="cuda") * 0.5
-    return u, delta, A, B, C, D, bias
+    return tuple(t.requires_grad_(grad) for t in (u, delta, A, B, C, D, bias))
+
+
+def problem(batch: int, dim: int, length: int, grad: bool = False):
+    fwd = make_direction(batch, dim, length, torch.bfloat16, grad)
+    bwd = make_direction(batch, dim, length, torch.bfloat16, grad)
+    z = torch.randn(batch, dim, length, device="cuda", dtype=torch.bfloat16).requires_grad_(grad)
+    return fwd, bwd, z
+
+
+def triton_call(fwd, bwd, z, config: TritonScanConfig = DEFAULT_CONFIG) -> Callable[[], torch.Tensor]:
+    return lambda: bidirectional_selective_scan_triton(fwd, bwd, z, True, config)
+
+
+def two_scans_call(scan: Callable, fwd, bwd, z, flips: bool) -> Callable[[], torch.Tensor]:
+    ub, db, Ab, Bb, Cb, Db, biasb = bwd
+    if not flips:  # inputs flipped once, outside the timed region
+        ub, db, Bb, Cb, zb = (t.detach().flip(-1).requires_grad_(t.requires_grad) for t in (ub, db, Bb, Cb, z))
+
+    def call() -> torch.Tensor:
+        u, delta, A, B, C, D, bias = fwd
+        y = scan(u, delta, A, B, C, D, z, bias, True)
+        if flips:  # what the unfused mixer does
+            yb = scan(ub.flip(-1), db.flip(-1), Ab, Bb.flip(-1), Cb.flip(-1), Db, z.flip(-1), biasb, True)
+            return y + yb.flip(-1)
+        return y + scan(ub, db, Ab, Bb, Cb, Db, zb, biasb, True)
+
+    return call
+
+
+def backward_time(call: Callable[[], torch.Tensor], inputs: list[torch.Tensor], iters: int = 10) -> float:
+    """Seconds of the backward pass alone: autograd.grad of one recorded forward."""
+    y = call()
+    cotangent = torch.randn_like(y)
+    return cuda_time(lambda: torch.autograd.grad(y, inputs, cotangent, retain_graph=True, allow_unused=True),
+                     warmup=2, iters=iters)
+
+
+def sweep(bandwidth: float) -> None:
+    """Triton tile sizes, forward at Ti 8 frames batch 32 and 64 frames batch 4,
+    backward at Ti 8 frames batch 32."""
+    print("\n### Forward tiles\n")
+    print("| frames | batch | block_d | block_l | warps | splits | fwd us |\n|---|---|---|---|---|---|---|")
+    for frames, batch in ((8, 32), (64, 4)):
+        length = 1 + 196 * frames
+        fwd, bwd, z = problem(batch, 384, length)
+        for block_d in (2, 4, 8):
+            for block_l in (16, 32, 64, 128):
+                for warps in (1, 2, 4, 8):
+                    if block_d * block_l < 32 * warps or block_d * STATE * block_l > 64 * 32 * warps:
+                        continue  # fewer elements than threads, or > 64 tile elements per thread
+                    config = TritonScanConfig(block_d=block_d, block_l=block_l, num_warps=warps)
+                    splits = choose_splits(batch, 384, length, config)
+                    try:
+                        t = cuda_time(triton_call(fwd, bwd, z, config), iters=10)
+                        print(f"| {frames} | {batch} | {block_d} | {block_l} | {warps} | {splits} | {t * 1e6:.0f} |")
+                    except Exception as err:  # out of resources for this tile
+                        print(f"| {frames} | {batch} | {block_d} | {block_l} | {warps} | {splits} | "
+                              f"failed: {type(err).__name__} |")
+        for min_programs in (512, 1024, 4096, 8192):
+            config = TritonScanConfig(min_programs=min_programs)
+            splits = choose_splits(batch, 384, length, config)
+            t = cuda_time(triton_call(fwd, bwd, z, config), iters=10)
+            print(f"| {frames} | {batch} | {config.block_d} | {config.block_l} | {config.num_warps} | "
+                  f"{splits} (min_programs {min_programs}) | {t * 1e6:.0f} |")
+    print("\n### Backward tiles (Ti, 8 frames, batch 32)\n")
+    print("| block_l | bwd block_d | bwd warps | bwd us |\n|---|---|---|---|")
+    fwd, bwd, z = problem(32, 384, 1569, grad=True)
+    inputs = [*fwd, *bwd, z]
+    for block_l in (16, 32, 64):
+        for block_d in (2, 4, 8, 16):
+            for warps in (1, 2, 4, 8):
+                if block_d * block_l < 32 * warps or block_d * STATE * block_l > 32 * 32 * warps:
+                    continue
+                config = TritonScanConfig(block_l=block_l, backward_block_d=block_d, backward_num_warps=warps)
+                try:
+                    t = backward_time(triton_call(fwd, bwd, z, config), inputs, iters=5)
+                    print(f"| {block_l} | {block_d} | {warps} | {t * 1e6:.0f} |")
+                except Exception as err:
+                    print(f"| {block_l} | {block_d} | {warps} | failed: {type(err).__name__} |")
 
 
 def main() -> None:
@@ -71,64 +184,58 @@ def main() -> None:
     parser.add_argument("--tokens-per-batch", type=int, default=256 * 196,
                         help="batch = this / (frames * 196): 32 clips at 8 frames")
     parser.add_argument("--torch-max-frames", type=int, default=8)
-    parser.add_argument("--sweep", action="store_true", help="time Triton block sizes at Ti, 8 frames, batch 32")
+    parser.add_argument("--no-backward", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="time Triton tile sizes first")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("scan_speed.py needs a CUDA device")
     mamba_scan = _mamba_ssm_scan_fn()
     bandwidth = copy_bandwidth()
+    exp_peak = exp2_rate()
+    print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}; "
+          f"bf16 inputs, fp32 state; copy bandwidth {bandwidth / 1e12:.2f} TB/s; "
+          f"exp2-only kernel {exp_peak / 1e12:.2f} T exp2/s; Triton config {DEFAULT_CONFIG}")
     if args.sweep:
-        fwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
-        bwd = make_direction(32, 384, 1569, 16, torch.bfloat16)
-        z = torch.randn(32, 384, 1569, device="cuda", dtype=torch.bfloat16)
-        print("| variant | block_d | block_l | warps | triton us |\n|---|---|---|---|---|")
-        configs = [(False, 4, 16, 1), (False, 2, 16, 1), (False, 4, 8, 1), (False, 8, 8, 1), (False, 2, 8, 1),
-                   (False, 1, 16, 1), (False, 1, 32, 1)]
-        configs += [(True, bd, 0, 1) for bd in (1, 2, 4, 8)]
-        for sequential, block_d, block_l, warps in configs:
-            try:
-                t = cuda_time(lambda: bidirectional_selective_scan_triton(
-                    fwd, bwd, z, block_d=block_d, block_l=max(block_l, 16), num_warps=warps, sequential=sequential))
-                print(f"| {'sequential' if sequential else 'chunked'} | {block_d} | {block_l} | {warps} | {t * 1e6:.0f} |")
-            except Exception as err:  # out of resources for this config
-                print(f"| {sequential} | {block_d} | {block_l} | {warps} | failed: {type(err).__name__} |")
-    print(f"\ndevice: {torch.cuda.get_device_name()}; torch {torch.__version__}; bf16 inputs, fp32 state; "
-          f"copy bandwidth {bandwidth / 1e12:.2f} TB/s\n")
-    print("| width | frames | batch | dim | length | triton us | mamba-ssm x2 + flips us | torch us | "
-          "triton vs mamba-ssm | triton TB/s | % of copy bw |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+        sweep(bandwidth)
+    nan = float("nan")
+    print("\n### Bidirectional scan, microseconds (lower is better)\n")
+    print("| width | frames | batch | pass | triton | mamba-ssm x2 + flips | mamba-ssm x2 | torch | "
+          "vs x2+flips | vs x2 | triton TB/s (% copy) | triton exp2 % of peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for width in args.widths:
         dim = {"tiny": 384, "small": 768}[width]  # d_inner = 2 x embed_dim
         for frames in args.frames:
             length = 1 + frames * 196
             batch = max(1, args.tokens_per_batch // (frames * 196))
-            fwd = make_direction(batch, dim, length, 16, torch.bfloat16)
-            bwd = make_direction(batch, dim, length, 16, torch.bfloat16)
-            z = torch.randn(batch, dim, length, device="cuda", dtype=torch.bfloat16)
-
-            def run_triton() -> torch.Tensor:
-                return bidirectional_selective_scan_triton(fwd, bwd, z)
-
-            def run_two(scan: Callable) -> Callable[[], torch.Tensor]:
-                def call() -> torch.Tensor:
-                    u, delta, A, B, C, D, bias = fwd
-                    y = scan(u, delta, A, B, C, D, z, bias, True)
-                    ub, db, Ab, Bb, Cb, Db, biasb = bwd
-                    # The unfused mixer feeds the backward scan flipped inputs.
-                    yb = scan(ub.flip(-1), db.flip(-1), Ab, Bb.flip(-1), Cb.flip(-1), Db, z.flip(-1), biasb, True)
-                    return y + yb.flip(-1)
-                return call
-
-            t_triton = cuda_time(run_triton)
-            t_mamba = cuda_time(run_two(mamba_scan)) if mamba_scan is not None else float("nan")
-            t_torch = (cuda_time(run_two(selective_scan_torch), warmup=1, iters=2)
-                       if frames <= args.torch_max_frames else float("nan"))
-            element = 2  # bf16
-            bytes_moved = element * batch * length * (2 * dim * 2 + dim + dim + 2 * 2 * 16)
-            achieved = bytes_moved / t_triton
-            print(f"| {width} | {frames} | {batch} | {dim} | {length} | {t_triton * 1e6:.0f} | {t_mamba * 1e6:.0f} | "
-                  f"{t_torch * 1e6:.0f} | {t_mamba / t_triton:.2f}x | {achieved / 1e12:.2f} | "
-                  f"{100 * achieved / bandwidth:.0f} |")
+            grad = not args.no_backward
+            fwd, bwd, z = problem(batch, dim, length, grad)
+            inputs = [*fwd, *bwd, z]
+            calls = {
+                "triton": triton_call(fwd, bwd, z),
+                "flips": two_scans_call(mamba_scan, fwd, bwd, z, flips=True) if mamba_scan else None,
+                "x2": two_scans_call(mamba_scan, fwd, bwd, z, flips=False) if mamba_scan else None,
+                "torch": (two_scans_call(selective_scan_torch, fwd, bwd, z, flips=True)
+                          if frames <= args.torch_max_frames else None),
+            }
+            with torch.no_grad():
+                fwd_times = {name: (cuda_time(call, **({"warmup": 1, "iters": 2} if name == "torch" else {}))
+                                    if call else nan) for name, call in calls.items()}
+            bytes_moved = 2 * batch * length * (2 * dim * 2 + dim + dim + 2 * 2 * STATE)
+            exps = 2 * batch * dim * STATE * length
+            rows = [("fwd", fwd_times)]
+            if grad:
+                bwd_times = {name: (backward_time(call, inputs, iters=2 if name == "torch" else 10) if call else nan)
+                             for name, call in calls.items()}
+                rows.append(("bwd", bwd_times))
+            for label, times in rows:
+                t = times["triton"]
+                bound = (f"{bytes_moved / t / 1e12:.2f} ({100 * bytes_moved / t / bandwidth:.0f} %) | "
+                         f"{100 * exps / t / exp_peak:.0f}" if label == "fwd" else " | ")
+                print(f"| {width} | {frames} | {batch} | {label} | {t * 1e6:.0f} | {times['flips'] * 1e6:.0f} | "
+                      f"{times['x2'] * 1e6:.0f} | {times['torch'] * 1e6:.0f} | {times['flips'] / t:.2f}x | "
+                      f"{times['x2'] / t:.2f}x | {bound} |")
+            del fwd, bwd, z, inputs, calls
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..ops.causal_conv import causal_conv1d, causal_conv1d_triton
-from ..ops.selective_scan import resolve_scan_backend, scan_needs_grad, selective_scan
+from ..ops.causal_conv import causal_conv1d
+from ..ops.selective_scan import resolve_scan_backend, selective_scan
 from ..ops.triton_scan import bidirectional_selective_scan_triton
 
 BACKWARD_ORDERS = ("full", "temporal", "spatial")
@@ -166,12 +166,8 @@ class BiMambaMixer(nn.Module):
         return y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
 
     def _fused_bidirectional(self, hidden: Tensor) -> bool:
-        """Use the one-launch Triton path: CUDA, no autograd, backend resolves to "triton"."""
-        if not hidden.is_cuda:
-            return False
-        needs_grad = scan_needs_grad(hidden, self.in_proj.weight)
-        problem = (hidden.shape[0], self.d_inner)
-        return resolve_scan_backend(self.scan_backend, hidden.device, needs_grad, problem) == "triton"
+        """Use the one-launch Triton path: CUDA tensors and the backend resolves to "triton"."""
+        return hidden.is_cuda and resolve_scan_backend(self.scan_backend, hidden.device) == "triton"
 
     def _project(self, x: Tensor, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor):
         """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its
@@ -189,8 +185,8 @@ class BiMambaMixer(nn.Module):
         anti-causal on the unflipped sequence, its projections are pointwise in
         time, and the Triton kernel scans it from the last position to the first."""
         x, z = xz.chunk(2, dim=1)
-        u_f = causal_conv1d_triton(x, self.conv1d.weight, self.conv1d.bias, silu=True)
-        u_b = causal_conv1d_triton(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
+        u_f = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, silu=True)
+        u_b = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
         forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
         backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         return bidirectional_selective_scan_triton(forward, backward, z)

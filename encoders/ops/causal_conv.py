@@ -4,7 +4,10 @@ Paths, fastest first:
   * the optional `causal-conv1d` package's CUDA kernel (forward and backward);
   * a Triton kernel for inference on CUDA (no autograd): reads any strided
     input in place, fuses bias and SiLU, writes a contiguous output;
-  * ``F.conv1d`` on a left-padded input (CPU, training without causal-conv1d).
+  * ``F.conv1d`` on a padded input (CPU, training without causal-conv1d).
+
+``reverse=True`` gives the anti-causal twin (the causal conv of the reversed
+sequence, put back in order) without flipping anything.
 """
 
 from __future__ import annotations
@@ -90,16 +93,23 @@ def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu
     return out
 
 
-def causal_conv1d_reference(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True) -> Tensor:
-    """``F.conv1d`` on a left-padded input; differentiable, any device."""
+def causal_conv1d_reference(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
+                            reverse: bool = False) -> Tensor:
+    """``F.conv1d`` on a left-padded input (right-padded, taps reversed, if
+    ``reverse``); differentiable, any device."""
     w = weight.reshape(weight.shape[0], -1)
-    y = F.conv1d(F.pad(x, (w.shape[1] - 1, 0)), w.unsqueeze(1).to(x.dtype),
-                 None if bias is None else bias.to(x.dtype), groups=x.shape[1])
+    taps = w.shape[1]
+    padded = F.pad(x, (0, taps - 1) if reverse else (taps - 1, 0))
+    kernel = (w.flip(-1) if reverse else w).unsqueeze(1).to(x.dtype)
+    y = F.conv1d(padded, kernel, None if bias is None else bias.to(x.dtype), groups=x.shape[1])
     return F.silu(y) if silu else y
 
 
-def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True) -> Tensor:
-    """y[:, c, t] = act(bias[c] + sum_k weight[c, k] * x[:, c, t - (K-1) + k]), zeros before t=0.
+def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
+                  reverse: bool = False) -> Tensor:
+    """y[:, c, t] = act(bias[c] + sum_k weight[c, k] * x[:, c, t - (K-1) + k]), zeros before t=0;
+    with ``reverse`` the anti-causal twin y[:, c, t] = act(bias[c] + sum_k weight[c, k] * x[:, c, t + (K-1) - k]),
+    i.e. ``flip(causal_conv1d(flip(x)))``.
 
     x: (batch, channels, length); weight: (channels, K) or (channels, 1, K);
     returns a contiguous (batch, channels, length) tensor in x's dtype.
@@ -107,11 +117,11 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool 
     w = weight.reshape(weight.shape[0], -1)
     if x.is_cuda:
         fused = _causal_conv1d_package()
-        if fused is not None and 2 <= w.shape[1] <= 4:
+        if fused is not None and not reverse and 2 <= w.shape[1] <= 4:
             return fused(x, w.to(x.dtype), None if bias is None else bias.to(x.dtype), "silu" if silu else None)
         needs_grad = torch.is_grad_enabled() and (
             x.requires_grad or w.requires_grad or (bias is not None and bias.requires_grad)
         )
         if triton is not None and not needs_grad:
-            return causal_conv1d_triton(x, w, bias, silu)
-    return causal_conv1d_reference(x, w, bias, silu)
+            return causal_conv1d_triton(x, w, bias, silu, reverse=reverse)
+    return causal_conv1d_reference(x, w, bias, silu, reverse=reverse)

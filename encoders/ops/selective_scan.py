@@ -17,14 +17,14 @@ returns y: (batch, dim, length) in u's dtype (and the final state
 (batch, dim, state) in float32 if ``return_last_state``).
 
 Backends:
-  * ``"triton"``: this project's fused Triton kernel (CUDA tensors, forward only:
-    inference; see :mod:`encoders.ops.triton_scan`).
+  * ``"triton"``: this project's fused Triton kernels, forward and backward
+    (CUDA tensors; see :mod:`encoders.ops.triton_scan`).
   * ``"cuda"``:  mamba-ssm's fused CUDA kernel (optional dependency, CUDA tensors).
   * ``"torch"``: pure PyTorch, any device, autograd; a two-level chunked scan
     (see :func:`selective_scan_torch`).
-  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA for
-    inference "triton" when it is measured faster at this batch x width (or
-    mamba-ssm is absent), else "cuda" if mamba-ssm imports, else "torch".
+  * ``"auto"``:  the fastest available for the tensors at hand: on CUDA
+    "triton" (measured faster than mamba-ssm, docs/benchmarks.md), else "cuda"
+    if mamba-ssm imports, else "torch".
 
 The backend is chosen by the ``backend`` argument, else the environment variable
 ``MAMBASEARCH_SCAN_BACKEND``, else ``"auto"``.
@@ -78,20 +78,13 @@ def cuda_scan_available() -> bool:
 _logged_choices: set[tuple[str, str, str]] = set()
 
 
-def resolve_scan_backend(
-    backend: Optional[str],
-    device: torch.device,
-    needs_grad: bool = False,
-    problem: Optional[tuple[int, int]] = None,
-) -> str:
+def resolve_scan_backend(backend: Optional[str], device: torch.device) -> str:
     """Turn a requested backend ("auto", "triton", "cuda", "torch" or None) into a concrete one.
 
     Order of precedence: explicit argument (if not None/"auto"), then the
     ``MAMBASEARCH_SCAN_BACKEND`` environment variable, then automatic choice.
     Raises :class:`ScanBackendUnavailable` if an explicitly requested backend
-    cannot run here (wrong device, missing package, or "triton" with autograd).
-    ``problem`` = (batch, dim) lets "auto" pick the Triton kernel only where it
-    was measured to beat mamba-ssm (:func:`triton_scan_preferred`).
+    cannot run here (wrong device or missing package).
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()
@@ -127,11 +120,6 @@ def resolve_scan_backend(
     return chosen
 
 
-def scan_needs_grad(*tensors: Optional[Tensor]) -> bool:
-    """True when autograd will record an op on any of ``tensors``."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def selective_scan(
     u: Tensor,
     delta: Tensor,
@@ -147,11 +135,12 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with mamba-ssm's contract (see the module docstring)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    chosen = resolve_scan_backend(backend, u.device, scan_needs_grad(u, delta, A, B, C, D, z, delta_bias),
-                                  problem=(u.shape[0], u.shape[1]))
-    if chosen == "triton":
-        if return_last_state:
+    chosen = resolve_scan_backend(backend, u.device)
+    if chosen == "triton" and return_last_state:
+        if backend == "triton":
             raise ScanBackendUnavailable("selective-scan backend 'triton' does not return the last state")
+        chosen = "cuda" if cuda_scan_available() else "torch"
+    if chosen == "triton":
         dim = u.shape[1]
         zeros = u.new_zeros(dim, dtype=torch.float32)
         inputs = (u, delta, A, B, C, zeros if D is None else D, zeros if delta_bias is None else delta_bias)
