@@ -72,13 +72,13 @@ class TritonScanConfig:
     ``benchmarks/scan_speed.py --sweep`` on an H100 (docs/benchmarks.md).
     """
 
-    block_d: int = 4
-    block_l: int = 64
-    num_warps: int = 4
+    block_d: int = 16
+    block_l: int = 8
+    num_warps: int = 1
     splits: Optional[int] = None
-    min_programs: int = 2048
+    min_programs: int = 4096
     backward_block_d: int = 4
-    backward_num_warps: int = 4
+    backward_num_warps: int = 1
 
 
 DEFAULT_CONFIG = TritonScanConfig()
@@ -109,6 +109,14 @@ if triton is not None:
         return a_left * a_right, b_left * a_right + b_right
 
     @triton.jit
+    def _keep_first(left, right):
+        return left
+
+    @triton.jit
+    def _keep_last(left, right):
+        return right
+
+    @triton.jit
     def _softplus(x):
         # PyTorch's softplus: linear above 20; log(1 + e^x) ~ e^x far below 0,
         # where 1 + e^x would round to 1 in float32.
@@ -116,63 +124,77 @@ if triton is not None:
 
     @triton.jit
     def _direction_params(A_ptr, D_ptr, bias_ptr, d_offs, d_mask, STATE: tl.constexpr):
-        """A (BLOCK_D, STATE), D and delta_bias (BLOCK_D,), all float32."""
+        """A as (STATE, BLOCK_D), D and delta_bias (BLOCK_D,), all float32."""
         n_offs = tl.arange(0, STATE)
-        A = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
+        A = tl.load(A_ptr + d_offs[None, :] * STATE + n_offs[:, None], mask=d_mask[None, :], other=0.0)
         D = tl.load(D_ptr + d_offs, mask=d_mask, other=0.0)
         bias = tl.load(bias_ptr + d_offs, mask=d_mask, other=0.0)
         return A.to(tl.float32), D.to(tl.float32), bias.to(tl.float32)
 
     @triton.jit
-    def _chunk_dt(dt_rows, pos, mask, bias, SOFTPLUS: tl.constexpr):
-        """(dt, delta + bias) for one chunk, (BLOCK_D, BLOCK_L) float32; dt is 0
+    def _chunk_dt(dt_cols, pos, mask, bias, SOFTPLUS: tl.constexpr):
+        """(dt, delta + bias) for one chunk, (BLOCK_L, BLOCK_D) float32; dt is 0
         at masked positions, so they decay by 1 and take no input."""
-        raw = tl.load(dt_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32) + bias[:, None]
+        raw = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32) + bias[None, :]
         dt = _softplus(raw) if SOFTPLUS else raw
         return tl.where(mask, dt, 0.0), raw
 
     @triton.jit
+    def _chunk_scan(decay, drive, h, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr):
+        """States of one chunk, (BLOCK_L, STATE, BLOCK_D), entering from ``h``
+        (STATE, BLOCK_D): ``h`` is folded into the first step in scan order, so
+        no running product of decays is needed. Returns (states, leaving state)."""
+        l_offs = tl.arange(0, BLOCK_L)
+        first = (l_offs == (BLOCK_L - 1 if REVERSE else 0))[:, None, None]
+        drive = drive + tl.where(first, decay * h[None, :, :], 0.0)
+        _, states = tl.associative_scan((decay, drive), axis=0, combine_fn=_affine_combine, reverse=REVERSE)
+        # Masked positions are identities, so the last lane in scan order holds the carry.
+        if REVERSE:
+            leaving = tl.reduce(states, 0, _keep_first)
+        else:
+            leaving = tl.reduce(states, 0, _keep_last)
+        return states, leaving
+
+    @triton.jit
     def _segment_forward(
-        u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, state_rows,
+        u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, state_cols,
         A, Dskip, bias, h, d_mask, length, chunk_lo, chunk_hi,
         REVERSE: tl.constexpr, WRITE_OUT: tl.constexpr, ACCUMULATE: tl.constexpr, GATE: tl.constexpr,
         SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Scan chunks [chunk_lo, chunk_hi) in scan order (descending if REVERSE)
-        from state ``h`` (BLOCK_D, STATE). ``*_rows`` are per-channel (or
-        per-state for B, C) row pointers; positions are added here.
+        from state ``h`` (STATE, BLOCK_D). Tiles are time-major, (BLOCK_L, STATE,
+        BLOCK_D): each thread owns channels and keeps a chunk's time steps and
+        all states in registers, so the scan and the sum over states need no
+        exchange between threads. ``*_cols`` are per-channel (per-state for B, C)
+        pointers; positions are added here.
         Returns (final state, sum of dt over the segment)."""
         l_offs = tl.arange(0, BLOCK_L)
         n_offs = tl.arange(0, STATE)
         A2 = A * LOG2E  # exp(x) = exp2(x log2 e)
-        dt_sum = tl.sum(tl.zeros_like(h), axis=1)
-        carry_lane = 0 if REVERSE else BLOCK_L - 1
+        dt_sum = tl.sum(tl.zeros_like(h), axis=0)
         for i in range(0, chunk_hi - chunk_lo):
             chunk = chunk_hi - 1 - i if REVERSE else chunk_lo + i
             pos = chunk * BLOCK_L + l_offs
             l_mask = pos < length
-            mask = d_mask[:, None] & l_mask[None, :]
+            mask = l_mask[:, None] & d_mask[None, :]
             if SAVE_STATES:  # the state entering this chunk, for the backward pass
-                tl.store(state_rows + chunk * STATE + n_offs[None, :], h, mask=d_mask[:, None])
-            u = tl.load(u_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
-            dt, _ = _chunk_dt(dt_rows, pos, mask, bias, SOFTPLUS)
-            Bc = tl.load(B_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
-            decay = tl.exp2(dt[:, None, :] * A2[:, :, None])  # (BLOCK_D, STATE, BLOCK_L)
-            drive = (dt * u)[:, None, :] * Bc[None, :, :]
-            decay_acc, states = tl.associative_scan(
-                (decay, drive), axis=2, combine_fn=_affine_combine, reverse=REVERSE)
-            states = states + decay_acc * h[:, :, None]
-            # Masked positions are identities, so the last lane in scan order holds the carry.
-            h = tl.sum(tl.where((l_offs == carry_lane)[None, None, :], states, 0.0), axis=2)
-            dt_sum += tl.sum(dt, axis=1)
+                tl.store(state_cols + chunk * STATE + n_offs[:, None], h, mask=d_mask[None, :])
+            u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+            dt, _ = _chunk_dt(dt_cols, pos, mask, bias, SOFTPLUS)
+            Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+            decay = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (BLOCK_L, STATE, BLOCK_D)
+            drive = (dt * u)[:, None, :] * Bc[:, :, None]
+            states, h = _chunk_scan(decay, drive, h, REVERSE, BLOCK_L)
+            dt_sum += tl.sum(dt, axis=0)
             if WRITE_OUT:
-                Cc = tl.load(C_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
-                y = tl.sum(states * Cc[None, :, :], axis=1) + Dskip[:, None] * u
-                out_ptrs = out_rows + pos[None, :]
+                Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+                y = tl.sum(states * Cc[:, :, None], axis=1) + Dskip[None, :] * u  # (BLOCK_L, BLOCK_D)
+                out_ptrs = out_cols + pos[:, None]
                 if ACCUMULATE:
                     y += tl.load(out_ptrs, mask=mask, other=0.0).to(tl.float32)
                 if GATE:
-                    z = tl.load(z_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+                    z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
                     y = y * z * tl.sigmoid(z)
                 tl.store(out_ptrs, y.to(out_ptrs.dtype.element_ty), mask=mask)
         return h, dt_sum
@@ -202,56 +224,56 @@ if triton is not None:
         chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs  # row of (batch, dim) in out and the state buffers
-        seg_offs = (rows[:, None] * n_splits + split) * STATE + n_offs[None, :]
-        state_rows = rows[:, None] * n_chunks * STATE
-        out_rows = out_ptr + rows[:, None] * length
-        z_rows = z_ptr + b * s_zb + d_offs[:, None] * s_zd
-        zero = tl.zeros([BLOCK_D, STATE], dtype=tl.float32)
+        seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]  # (STATE, BLOCK_D)
+        state_cols = rows[None, :] * n_chunks * STATE
+        out_cols = out_ptr + rows[None, :] * length
+        z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
+        zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
 
         # Forward direction. Its output is ungated unless it is the only one.
         A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
-        u_rows = u_f + b * s_ufb + d_offs[:, None] * s_ufd
-        dt_rows = dt_f + b * s_dtfb + d_offs[:, None] * s_dtfd
-        B_rows = B_f + b * s_Bfb + n_offs[:, None] * s_Bfn
-        C_rows = C_f + b * s_Cfb + n_offs[:, None] * s_Cfn
+        u_cols = u_f + b * s_ufb + d_offs[None, :] * s_ufd
+        dt_cols = dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd
+        B_cols = B_f + b * s_Bfb + n_offs[None, :] * s_Bfn
+        C_cols = C_f + b * s_Cfb + n_offs[None, :] * s_Cfn
         if END_STATES:
             if split < n_splits - 1:  # the last segment's end state is never used
                 h, dts = _segment_forward(
-                    u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_f + state_rows,
+                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
                     A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
                     REVERSE=False, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
                     SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
-                tl.store(seg_f + seg_offs, h, mask=d_mask[:, None])
+                tl.store(seg_f + seg_offs, h, mask=d_mask[None, :])
                 tl.store(dtsum_f + rows * n_splits + split, dts, mask=d_mask)
         else:
-            h0 = tl.load(seg_f + seg_offs, mask=d_mask[:, None], other=0.0) if SPLIT else zero
+            h0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
             _segment_forward(
-                u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_f + state_rows,
+                u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
                 A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
                 REVERSE=False, WRITE_OUT=True, ACCUMULATE=False, GATE=HAS_Z and not BIDIRECTIONAL,
                 SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
 
         if BIDIRECTIONAL:
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
-            u_rows = u_b + b * s_ubb + d_offs[:, None] * s_ubd
-            dt_rows = dt_b + b * s_dtbb + d_offs[:, None] * s_dtbd
-            B_rows = B_b + b * s_Bbb + n_offs[:, None] * s_Bbn
-            C_rows = C_b + b * s_Cbb + n_offs[:, None] * s_Cbn
+            u_cols = u_b + b * s_ubb + d_offs[None, :] * s_ubd
+            dt_cols = dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd
+            B_cols = B_b + b * s_Bbb + n_offs[None, :] * s_Bbn
+            C_cols = C_b + b * s_Cbb + n_offs[None, :] * s_Cbn
             if END_STATES:
                 if split > 0:  # the backward direction ends in segment 0
                     h, dts = _segment_forward(
-                        u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_b + state_rows,
+                        u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
                         A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
                         REVERSE=True, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
                         SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
-                    tl.store(seg_b + seg_offs, h, mask=d_mask[:, None])
+                    tl.store(seg_b + seg_offs, h, mask=d_mask[None, :])
                     tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
             else:
                 # This program re-reads the forward outputs its threads stored.
                 tl.debug_barrier()
-                h0 = tl.load(seg_b + seg_offs, mask=d_mask[:, None], other=0.0) if SPLIT else zero
+                h0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
                 _segment_forward(
-                    u_rows, dt_rows, B_rows, C_rows, z_rows, out_rows, chunks_b + state_rows,
+                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
                     A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
                     REVERSE=True, WRITE_OUT=True, ACCUMULATE=True, GATE=HAS_Z,
                     SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
@@ -261,16 +283,16 @@ if triton is not None:
                          REVERSE: tl.constexpr, STATE: tl.constexpr):
         # Replace every segment's local end state with its true start state.
         n_offs = tl.arange(0, STATE)
-        A2 = tl.load(A_ptr + d_offs[:, None] * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
+        A2 = tl.load(A_ptr + d_offs[None, :] * STATE + n_offs[:, None], mask=d_mask[None, :], other=0.0)
         A2 = A2.to(tl.float32) * LOG2E
         h = tl.zeros_like(A2)
         for i in range(0, n_splits):
             s = n_splits - 1 - i if REVERSE else i
-            ptrs = seg_ptr + (rows[:, None] * n_splits + s) * STATE + n_offs[None, :]
-            local_end = tl.load(ptrs, mask=d_mask[:, None], other=0.0)
+            ptrs = seg_ptr + (rows[None, :] * n_splits + s) * STATE + n_offs[:, None]
+            local_end = tl.load(ptrs, mask=d_mask[None, :], other=0.0)
             dts = tl.load(dtsum_ptr + rows * n_splits + s, mask=d_mask, other=0.0)
-            tl.store(ptrs, h, mask=d_mask[:, None])
-            h = tl.exp2(A2 * dts[:, None]) * h + local_end
+            tl.store(ptrs, h, mask=d_mask[None, :])
+            h = tl.exp2(A2 * dts[None, :]) * h + local_end
 
     @triton.jit
     def _scan_carry_kernel(seg_f, dtsum_f, A_f, seg_b, dtsum_b, A_b, dim, n_splits,
@@ -286,13 +308,14 @@ if triton is not None:
 
     @triton.jit
     def _direction_backward(
-        u_rows, dt_rows, B_rows, C_rows, z_rows, g_rows, ybuf_rows, state_rows,
-        du_rows, ddt_rows, dB_rows, dC_rows, dA_ptr, dD_ptr, dbias_ptr,
+        u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+        du_cols, ddt_cols, dB_cols, dC_cols, dA_ptr, dD_ptr, dbias_ptr,
         A, Dskip, bias, d_offs, d_mask, length, n_chunks,
         REVERSE: tl.constexpr, Z_MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
         STATE: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Gradients of one direction, chunks in reverse scan order.
+        """Gradients of one direction, chunks in reverse scan order, time-major
+        tiles as in _segment_forward.
 
         Z_MODE: 0 no gate; 1 gate, stash this direction's y (float32) in ybuf
         for the other direction; 2 gate, add the stashed y and write dz to ybuf;
@@ -303,71 +326,66 @@ if triton is not None:
         A2 = A * LOG2E
         lam_carry = tl.zeros_like(A)  # adjoint state from the chunk processed before
         dA_acc = tl.zeros_like(A)
-        dD_acc = tl.sum(tl.zeros_like(A), axis=1)
-        dbias_acc = tl.sum(tl.zeros_like(A), axis=1)
-        carry_lane = BLOCK_L - 1 if REVERSE else 0  # adjoint runs against scan order
+        dD_acc = tl.sum(tl.zeros_like(A), axis=0)
+        dbias_acc = tl.sum(tl.zeros_like(A), axis=0)
         for i in range(0, n_chunks):
             chunk = i if REVERSE else n_chunks - 1 - i
             pos = chunk * BLOCK_L + l_offs
             l_mask = pos < length
-            mask = d_mask[:, None] & l_mask[None, :]
+            mask = l_mask[:, None] & d_mask[None, :]
             # Re-scan this chunk's states from the saved entering state.
-            h0 = tl.load(state_rows + chunk * STATE + n_offs[None, :], mask=d_mask[:, None], other=0.0)
-            u = tl.load(u_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
-            dt, raw = _chunk_dt(dt_rows, pos, mask, bias, SOFTPLUS)
-            Bc = tl.load(B_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
-            Cc = tl.load(C_rows + pos[None, :], mask=l_mask[None, :], other=0.0).to(tl.float32)
-            decay = tl.exp2(dt[:, None, :] * A2[:, :, None])
-            drive = (dt * u)[:, None, :] * Bc[None, :, :]
-            decay_acc, states = tl.associative_scan(
-                (decay, drive), axis=2, combine_fn=_affine_combine, reverse=REVERSE)
-            states = states + decay_acc * h0[:, :, None]
+            h0 = tl.load(state_cols + chunk * STATE + n_offs[:, None], mask=d_mask[None, :], other=0.0)
+            u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+            dt, raw = _chunk_dt(dt_cols, pos, mask, bias, SOFTPLUS)
+            Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+            Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+            decay = tl.exp2(dt[:, None, :] * A2[None, :, :])
+            drive = (dt * u)[:, None, :] * Bc[:, :, None]
+            states, _ = _chunk_scan(decay, drive, h0, REVERSE, BLOCK_L)
 
-            g = tl.load(g_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+            g = tl.load(g_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
             if Z_MODE == 0:
                 dy = g
             else:
-                z = tl.load(z_rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
+                z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
                 sig = tl.sigmoid(z)
                 dy = g * z * sig
-                y = tl.sum(states * Cc[None, :, :], axis=1) + Dskip[:, None] * u
+                y = tl.sum(states * Cc[:, :, None], axis=1) + Dskip[None, :] * u
                 if Z_MODE == 1:
-                    tl.store(ybuf_rows + pos[None, :], y, mask=mask)
+                    tl.store(ybuf_cols + pos[:, None], y, mask=mask)
                 else:
                     if Z_MODE == 2:
-                        y += tl.load(ybuf_rows + pos[None, :], mask=mask, other=0.0)
-                    tl.store(ybuf_rows + pos[None, :], g * y * sig * (1.0 + z * (1.0 - sig)), mask=mask)
+                        y += tl.load(ybuf_cols + pos[:, None], mask=mask, other=0.0)
+                    tl.store(ybuf_cols + pos[:, None], g * y * sig * (1.0 + z * (1.0 - sig)), mask=mask)
 
-            # Adjoint: lambda_t = C_t dy_t + decay_{next} lambda_{next}; the next
-            # step's decay comes from a shifted load (0 beyond the ends: decay 1).
+            # Adjoint: lambda_t = C_t dy_t + decay_{next} lambda_{next}, run against
+            # scan order; the next step's decay comes from a shifted load (0 beyond
+            # the ends: decay 1), so no values move between registers.
             pos_next = pos - 1 if REVERSE else pos + 1
-            next_mask = d_mask[:, None] & ((pos_next >= 0) & (pos_next < length))[None, :]
-            dt_next, _ = _chunk_dt(dt_rows, pos_next, next_mask, bias, SOFTPLUS)
-            decay_next = tl.exp2(dt_next[:, None, :] * A2[:, :, None])
-            decay_next_acc, lam = tl.associative_scan(
-                (decay_next, Cc[None, :, :] * dy[:, None, :]), axis=2, combine_fn=_affine_combine,
-                reverse=not REVERSE)
-            lam = lam + decay_next_acc * lam_carry[:, :, None]
-            lam_carry = tl.sum(tl.where((l_offs == carry_lane)[None, None, :], lam, 0.0), axis=2)
+            next_mask = ((pos_next >= 0) & (pos_next < length))[:, None] & d_mask[None, :]
+            dt_next, _ = _chunk_dt(dt_cols, pos_next, next_mask, bias, SOFTPLUS)
+            decay_next = tl.exp2(dt_next[:, None, :] * A2[None, :, :])
+            lam, lam_carry = _chunk_scan(decay_next, Cc[:, :, None] * dy[:, None, :], lam_carry,
+                                         not REVERSE, BLOCK_L)
 
             # decay_t * h_{t-1} = h_t - drive_t: no division by a decay that may underflow.
             lam_prev = lam * (states - drive)
-            dA_acc += tl.sum(lam_prev * dt[:, None, :], axis=2)
-            lam_B = tl.sum(lam * Bc[None, :, :], axis=1)  # (BLOCK_D, BLOCK_L)
-            ddt = lam_B * u + tl.sum(lam_prev * A[:, :, None], axis=1)
-            du = dy * Dskip[:, None] + dt * lam_B
+            dA_acc += tl.sum(lam_prev * dt[:, None, :], axis=0)
+            lam_B = tl.sum(lam * Bc[:, :, None], axis=1)  # (BLOCK_L, BLOCK_D)
+            ddt = lam_B * u + tl.sum(lam_prev * A[None, :, :], axis=1)
+            du = dy * Dskip[None, :] + dt * lam_B
             ddelta = ddt * tl.sigmoid(raw) if SOFTPLUS else ddt
             ddelta = tl.where(mask, ddelta, 0.0)
-            dD_acc += tl.sum(dy * u, axis=1)
-            dbias_acc += tl.sum(ddelta, axis=1)
-            tl.store(du_rows + pos[None, :], du.to(du_rows.dtype.element_ty), mask=mask)
-            tl.store(ddt_rows + pos[None, :], ddelta.to(ddt_rows.dtype.element_ty), mask=mask)
+            dD_acc += tl.sum(dy * u, axis=0)
+            dbias_acc += tl.sum(ddelta, axis=0)
+            tl.store(du_cols + pos[:, None], du.to(du_cols.dtype.element_ty), mask=mask)
+            tl.store(ddt_cols + pos[:, None], ddelta.to(ddt_cols.dtype.element_ty), mask=mask)
             # B and C are shared by all channels: reduce this block, add atomically.
-            tl.atomic_add(dB_rows + pos[None, :], tl.sum(lam * (dt * u)[:, None, :], axis=0),
-                          mask=l_mask[None, :])
-            tl.atomic_add(dC_rows + pos[None, :], tl.sum(states * dy[:, None, :], axis=0),
-                          mask=l_mask[None, :])
-        tl.atomic_add(dA_ptr + d_offs[:, None] * STATE + n_offs[None, :], dA_acc, mask=d_mask[:, None])
+            tl.atomic_add(dB_cols + pos[:, None], tl.sum(lam * (dt * u)[:, None, :], axis=2),
+                          mask=l_mask[:, None])
+            tl.atomic_add(dC_cols + pos[:, None], tl.sum(states * dy[:, None, :], axis=2),
+                          mask=l_mask[:, None])
+        tl.atomic_add(dA_ptr + d_offs[None, :] * STATE + n_offs[:, None], dA_acc, mask=d_mask[None, :])
         tl.atomic_add(dD_ptr + d_offs, dD_acc, mask=d_mask)
         tl.atomic_add(dbias_ptr + d_offs, dbias_acc, mask=d_mask)
 
@@ -395,28 +413,29 @@ if triton is not None:
         d_mask = d_offs < dim
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs
-        state_rows = rows[:, None] * n_chunks * STATE
-        grad_rows = rows[:, None] * length
-        bc_grad_rows = (b * STATE + n_offs[:, None]) * length
-        z_rows = z_ptr + b * s_zb + d_offs[:, None] * s_zd
-        g_rows = g_ptr + b * s_gb + d_offs[:, None] * s_gd
-        ybuf_rows = ybuf_ptr + grad_rows
+        state_cols = rows[None, :] * n_chunks * STATE
+        grad_cols = rows[None, :] * length
+        bc_grad_cols = (b * STATE + n_offs[None, :]) * length
+        z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
+        g_cols = g_ptr + b * s_gb + d_offs[None, :] * s_gd
+        ybuf_cols = ybuf_ptr + grad_cols
+
         A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
         _direction_backward(
-            u_f + b * s_ufb + d_offs[:, None] * s_ufd, dt_f + b * s_dtfb + d_offs[:, None] * s_dtfd,
-            B_f + b * s_Bfb + n_offs[:, None] * s_Bfn, C_f + b * s_Cfb + n_offs[:, None] * s_Cfn,
-            z_rows, g_rows, ybuf_rows, chunks_f + state_rows,
-            du_f + grad_rows, ddt_f + grad_rows, dB_f + bc_grad_rows, dC_f + bc_grad_rows, dA_f, dD_f, dbias_f,
+            u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
+            B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
+            z_cols, g_cols, ybuf_cols, chunks_f + state_cols,
+            du_f + grad_cols, ddt_f + grad_cols, dB_f + bc_grad_cols, dC_f + bc_grad_cols, dA_f, dD_f, dbias_f,
             A, Dskip, bias, d_offs, d_mask, length, n_chunks,
             REVERSE=False, Z_MODE=Z_FIRST, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
             tl.debug_barrier()  # the stashed forward-direction y is read by other threads
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
             _direction_backward(
-                u_b + b * s_ubb + d_offs[:, None] * s_ubd, dt_b + b * s_dtbb + d_offs[:, None] * s_dtbd,
-                B_b + b * s_Bbb + n_offs[:, None] * s_Bbn, C_b + b * s_Cbb + n_offs[:, None] * s_Cbn,
-                z_rows, g_rows, ybuf_rows, chunks_b + state_rows,
-                du_b + grad_rows, ddt_b + grad_rows, dB_b + bc_grad_rows, dC_b + bc_grad_rows, dA_b, dD_b, dbias_b,
+                u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
+                B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
+                z_cols, g_cols, ybuf_cols, chunks_b + state_cols,
+                du_b + grad_cols, ddt_b + grad_cols, dB_b + bc_grad_cols, dC_b + bc_grad_cols, dA_b, dD_b, dbias_b,
                 A, Dskip, bias, d_offs, d_mask, length, n_chunks,
                 REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
