@@ -87,5 +87,6 @@ def triton_errors(batch: int, dim: int, length: int, config=None, bidirectional:
     errors = {"y": relative_error(y, expected)}
     assert y.dtype == dtype, y.dtype
     for key, leaf in leaves.items():
-        errors[".".join(filter(None, key))] = relative_error(leaf.grad, exact[key].grad)
+        # Gradients that are exactly 0 (dA at length 1) carry ~1e-8 of round-off: floor the scale.
+        errors[".".join(filter(None, key))] = relative_error(leaf.grad, exact[key].grad, floor=1e-3)
     return errors

@@ -65,19 +65,20 @@ class TritonScanConfig:
 
     block_d: channels per program; block_l: positions per chunk (a power of two,
     shared by forward and backward: the backward re-scans from the states the
-    forward saved at chunk boundaries); num_warps: warps per program; splits:
+    forward saved at chunk boundaries); num_warps: warps per program;
+    splits:
     segments each sequence is cut into in the forward (None: enough for
     ``min_programs`` programs, see :func:`choose_splits`); backward_block_d and
     backward_num_warps: the backward kernel's. Defaults come from
     ``benchmarks/scan_speed.py --sweep`` on an H100 (docs/benchmarks.md).
     """
 
-    block_d: int = 16
+    block_d: int = 8
     block_l: int = 8
     num_warps: int = 1
     splits: Optional[int] = None
-    min_programs: int = 4096
-    backward_block_d: int = 4
+    min_programs: int = 1024
+    backward_block_d: int = 8
     backward_num_warps: int = 1
 
 
@@ -132,12 +133,39 @@ if triton is not None:
         return A.to(tl.float32), D.to(tl.float32), bias.to(tl.float32)
 
     @triton.jit
-    def _chunk_dt(dt_cols, pos, mask, bias, SOFTPLUS: tl.constexpr):
-        """(dt, delta + bias) for one chunk, (BLOCK_L, BLOCK_D) float32; dt is 0
+    def _delta_to_dt(delta_raw, bias, mask, SOFTPLUS: tl.constexpr):
+        """(dt, delta + bias) of one chunk, (BLOCK_L, BLOCK_D) float32; dt is 0
         at masked positions, so they decay by 1 and take no input."""
-        raw = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32) + bias[None, :]
+        raw = delta_raw.to(tl.float32) + bias[None, :]
         dt = _softplus(raw) if SOFTPLUS else raw
         return tl.where(mask, dt, 0.0), raw
+
+    @triton.jit
+    def _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                        chunk, d_mask, length, REVERSE: tl.constexpr, Z_MODE: tl.constexpr,
+                        STATE: tl.constexpr, BLOCK_L: tl.constexpr):
+        """Everything the backward reads for one chunk, as stored: the entering
+        state, u, delta, delta one step later in scan order, B, C, the output
+        gradient, z and the other direction's stashed y (stand-ins when unused)."""
+        pos = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        l_mask = pos < length
+        mask = l_mask[:, None] & d_mask[None, :]
+        h0 = tl.load(state_cols + chunk * STATE + tl.arange(0, STATE)[:, None], mask=d_mask[None, :], other=0.0)
+        u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0)
+        delta = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0)
+        pos_next = pos - 1 if REVERSE else pos + 1
+        next_mask = ((pos_next >= 0) & (pos_next < length))[:, None] & d_mask[None, :]
+        delta_next = tl.load(dt_cols + pos_next[:, None], mask=next_mask, other=0.0)
+        Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
+        Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
+        g = tl.load(g_cols + pos[:, None], mask=mask, other=0.0)
+        z = g
+        y_other = tl.zeros_like(g.to(tl.float32))
+        if Z_MODE != 0:
+            z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0)
+        if Z_MODE == 2:
+            y_other = tl.load(ybuf_cols + pos[:, None], mask=mask, other=0.0)
+        return h0, u, delta, delta_next, Bc, Cc, g, z, y_other
 
     @triton.jit
     def _chunk_scan(decay, drive, h, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr):
@@ -156,6 +184,36 @@ if triton is not None:
         return states, leaving
 
     @triton.jit
+    def _next_chunk(chunk, chunk_lo, chunk_hi, REVERSE: tl.constexpr):
+        """The chunk after ``chunk`` in scan order (``chunk`` itself at the end)."""
+        if REVERSE:
+            return tl.maximum(chunk - 1, chunk_lo)
+        else:
+            return tl.minimum(chunk + 1, chunk_hi - 1)
+
+    @triton.jit
+    def _forward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunk, d_mask, length,
+                       WRITE_OUT: tl.constexpr, ACCUMULATE: tl.constexpr, GATE: tl.constexpr, BLOCK_L: tl.constexpr):
+        """Raw input tiles of one chunk: u, delta, z, accumulated out (BLOCK_L, BLOCK_D)
+        and B, C (BLOCK_L, STATE), as stored. Unused ones are stand-ins (u)."""
+        pos = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        l_mask = pos < length
+        mask = l_mask[:, None] & d_mask[None, :]
+        u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0)
+        delta = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0)
+        Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
+        Cc = Bc
+        z = u
+        acc = u
+        if WRITE_OUT:
+            Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
+            if GATE:
+                z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0)
+            if ACCUMULATE:
+                acc = tl.load(out_cols + pos[:, None], mask=mask, other=0.0)
+        return u, delta, Bc, Cc, z, acc
+
+    @triton.jit
     def _segment_forward(
         u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, state_cols,
         A, Dskip, bias, h, d_mask, length, chunk_lo, chunk_hi,
@@ -164,39 +222,43 @@ if triton is not None:
     ):
         """Scan chunks [chunk_lo, chunk_hi) in scan order (descending if REVERSE)
         from state ``h`` (STATE, BLOCK_D). Tiles are time-major, (BLOCK_L, STATE,
-        BLOCK_D): each thread owns channels and keeps a chunk's time steps and
-        all states in registers, so the scan and the sum over states need no
-        exchange between threads. ``*_cols`` are per-channel (per-state for B, C)
-        pointers; positions are added here.
-        Returns (final state, sum of dt over the segment)."""
+        BLOCK_D): each thread keeps a chunk's time steps in registers, so the
+        scan needs no exchange between threads. ``*_cols`` are per-channel
+        (per-state for B, C) pointers; positions are added here. The next
+        chunk's loads are issued before this chunk's arithmetic, so their
+        latency overlaps it. Returns (final state, sum of dt over the segment)."""
         l_offs = tl.arange(0, BLOCK_L)
         n_offs = tl.arange(0, STATE)
         A2 = A * LOG2E  # exp(x) = exp2(x log2 e)
         dt_sum = tl.sum(tl.zeros_like(h), axis=0)
-        for i in range(0, chunk_hi - chunk_lo):
-            chunk = chunk_hi - 1 - i if REVERSE else chunk_lo + i
+        chunk = chunk_hi - 1 if REVERSE else chunk_lo
+        loads = _forward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunk, d_mask, length,
+                               WRITE_OUT, ACCUMULATE, GATE, BLOCK_L)
+        for _ in range(0, chunk_hi - chunk_lo):
+            u_raw, delta_raw, B_raw, C_raw, z_raw, acc_raw = loads
+            following = _next_chunk(chunk, chunk_lo, chunk_hi, REVERSE)
+            loads = _forward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, following, d_mask, length,
+                                   WRITE_OUT, ACCUMULATE, GATE, BLOCK_L)
             pos = chunk * BLOCK_L + l_offs
-            l_mask = pos < length
-            mask = l_mask[:, None] & d_mask[None, :]
+            mask = (pos < length)[:, None] & d_mask[None, :]
             if SAVE_STATES:  # the state entering this chunk, for the backward pass
                 tl.store(state_cols + chunk * STATE + n_offs[:, None], h, mask=d_mask[None, :])
-            u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
-            dt, _ = _chunk_dt(dt_cols, pos, mask, bias, SOFTPLUS)
-            Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+            u = u_raw.to(tl.float32)
+            dt, _ = _delta_to_dt(delta_raw, bias, mask, SOFTPLUS)
             decay = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (BLOCK_L, STATE, BLOCK_D)
-            drive = (dt * u)[:, None, :] * Bc[:, :, None]
+            drive = (dt * u)[:, None, :] * B_raw.to(tl.float32)[:, :, None]
             states, h = _chunk_scan(decay, drive, h, REVERSE, BLOCK_L)
             dt_sum += tl.sum(dt, axis=0)
             if WRITE_OUT:
-                Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
-                y = tl.sum(states * Cc[:, :, None], axis=1) + Dskip[None, :] * u  # (BLOCK_L, BLOCK_D)
-                out_ptrs = out_cols + pos[:, None]
+                y = tl.sum(states * C_raw.to(tl.float32)[:, :, None], axis=1) + Dskip[None, :] * u
                 if ACCUMULATE:
-                    y += tl.load(out_ptrs, mask=mask, other=0.0).to(tl.float32)
+                    y += acc_raw.to(tl.float32)
                 if GATE:
-                    z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+                    z = z_raw.to(tl.float32)
                     y = y * z * tl.sigmoid(z)
+                out_ptrs = out_cols + pos[:, None]
                 tl.store(out_ptrs, y.to(out_ptrs.dtype.element_ty), mask=mask)
+            chunk = following
         return h, dt_sum
 
     @triton.jit
@@ -328,26 +390,31 @@ if triton is not None:
         dA_acc = tl.zeros_like(A)
         dD_acc = tl.sum(tl.zeros_like(A), axis=0)
         dbias_acc = tl.sum(tl.zeros_like(A), axis=0)
-        for i in range(0, n_chunks):
-            chunk = i if REVERSE else n_chunks - 1 - i
+        chunk = 0 if REVERSE else n_chunks - 1
+        loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                                chunk, d_mask, length, REVERSE, Z_MODE, STATE, BLOCK_L)
+        for _ in range(0, n_chunks):
+            h0, u_raw, delta_raw, next_raw, B_raw, C_raw, g_raw, z_raw, y_other = loads
+            following = _next_chunk(chunk, 0, n_chunks, not REVERSE)
+            loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                                    following, d_mask, length, REVERSE, Z_MODE, STATE, BLOCK_L)
             pos = chunk * BLOCK_L + l_offs
             l_mask = pos < length
             mask = l_mask[:, None] & d_mask[None, :]
             # Re-scan this chunk's states from the saved entering state.
-            h0 = tl.load(state_cols + chunk * STATE + n_offs[:, None], mask=d_mask[None, :], other=0.0)
-            u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
-            dt, raw = _chunk_dt(dt_cols, pos, mask, bias, SOFTPLUS)
-            Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
-            Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+            u = u_raw.to(tl.float32)
+            dt, raw = _delta_to_dt(delta_raw, bias, mask, SOFTPLUS)
+            Bc = B_raw.to(tl.float32)
+            Cc = C_raw.to(tl.float32)
             decay = tl.exp2(dt[:, None, :] * A2[None, :, :])
             drive = (dt * u)[:, None, :] * Bc[:, :, None]
             states, _ = _chunk_scan(decay, drive, h0, REVERSE, BLOCK_L)
 
-            g = tl.load(g_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+            g = g_raw.to(tl.float32)
             if Z_MODE == 0:
                 dy = g
             else:
-                z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+                z = z_raw.to(tl.float32)
                 sig = tl.sigmoid(z)
                 dy = g * z * sig
                 y = tl.sum(states * Cc[:, :, None], axis=1) + Dskip[None, :] * u
@@ -355,7 +422,7 @@ if triton is not None:
                     tl.store(ybuf_cols + pos[:, None], y, mask=mask)
                 else:
                     if Z_MODE == 2:
-                        y += tl.load(ybuf_cols + pos[:, None], mask=mask, other=0.0)
+                        y += y_other
                     tl.store(ybuf_cols + pos[:, None], g * y * sig * (1.0 + z * (1.0 - sig)), mask=mask)
 
             # Adjoint: lambda_t = C_t dy_t + decay_{next} lambda_{next}, run against
@@ -363,7 +430,7 @@ if triton is not None:
             # the ends: decay 1), so no values move between registers.
             pos_next = pos - 1 if REVERSE else pos + 1
             next_mask = ((pos_next >= 0) & (pos_next < length))[:, None] & d_mask[None, :]
-            dt_next, _ = _chunk_dt(dt_cols, pos_next, next_mask, bias, SOFTPLUS)
+            dt_next, _ = _delta_to_dt(next_raw, bias, next_mask, SOFTPLUS)
             decay_next = tl.exp2(dt_next[:, None, :] * A2[None, :, :])
             lam, lam_carry = _chunk_scan(decay_next, Cc[:, :, None] * dy[:, None, :], lam_carry,
                                          not REVERSE, BLOCK_L)
@@ -385,6 +452,7 @@ if triton is not None:
                           mask=l_mask[:, None])
             tl.atomic_add(dC_cols + pos[:, None], tl.sum(states * dy[:, None, :], axis=2),
                           mask=l_mask[:, None])
+            chunk = following
         tl.atomic_add(dA_ptr + d_offs[None, :] * STATE + n_offs[:, None], dA_acc, mask=d_mask[None, :])
         tl.atomic_add(dD_ptr + d_offs, dD_acc, mask=d_mask)
         tl.atomic_add(dbias_ptr + d_offs, dbias_acc, mask=d_mask)
