@@ -194,3 +194,12 @@ def test_triton_kernels_match_float64_in_the_interpreter():
     assert len(results) >= 4
     for case, errors in results.items():
         assert max(errors.values()) <= 1e-5, (case, errors)
+
+
+def test_triton_is_preferred_only_with_enough_parallel_work():
+    from encoders.ops.triton_scan import triton_scan_preferred
+
+    assert triton_scan_preferred(32, 384)       # Ti, batch 32: measured faster
+    assert not triton_scan_preferred(4, 384)    # Ti, 64 frames, batch 4: measured slower
+    assert triton_scan_preferred(16, 768)       # S, batch 16
+    assert not triton_scan_preferred(4, 768)    # S, 64 frames, batch 4

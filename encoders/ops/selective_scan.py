@@ -23,8 +23,9 @@ Backends:
   * ``"torch"``: pure PyTorch, any device, autograd; a two-level chunked scan
     (see :func:`selective_scan_torch`).
   * ``"auto"``:  the fastest available for the tensors at hand: on CUDA
-    "triton" (measured faster than mamba-ssm, docs/benchmarks.md), else "cuda"
-    if mamba-ssm imports, else "torch".
+    "triton" where it was measured faster than mamba-ssm (enough batch x
+    width, docs/benchmarks.md) or mamba-ssm is absent, else "cuda"; "torch"
+    off CUDA.
 
 The backend is chosen by the ``backend`` argument, else the environment variable
 ``MAMBASEARCH_SCAN_BACKEND``, else ``"auto"``.
@@ -42,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .triton_scan import bidirectional_selective_scan_triton, triton_available
+from .triton_scan import bidirectional_selective_scan_triton, triton_available, triton_scan_preferred
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,17 @@ def cuda_scan_available() -> bool:
 _logged_choices: set[tuple[str, str, str]] = set()
 
 
-def resolve_scan_backend(backend: Optional[str], device: torch.device) -> str:
+def resolve_scan_backend(backend: Optional[str], device: torch.device,
+                         problem: Optional[tuple[int, int]] = None) -> str:
     """Turn a requested backend ("auto", "triton", "cuda", "torch" or None) into a concrete one.
 
     Order of precedence: explicit argument (if not None/"auto"), then the
     ``MAMBASEARCH_SCAN_BACKEND`` environment variable, then automatic choice.
     Raises :class:`ScanBackendUnavailable` if an explicitly requested backend
-    cannot run here (wrong device or missing package).
+    cannot run here (wrong device or missing package). ``problem`` =
+    (batch, dim) lets "auto" pick the Triton kernels only where they were
+    measured to beat mamba-ssm (:func:`triton_scan_preferred`); without it, or
+    without mamba-ssm, "auto" on CUDA is Triton.
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()
@@ -95,11 +100,15 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device) -> str:
             f"choose one of {', '.join(SCAN_BACKENDS)}"
         )
     if requested == "auto":
-        # Measured on an H100 (docs/benchmarks.md): the Triton kernels beat
-        # mamba-ssm's forward and backward at every VideoMamba shape timed.
-        if device.type == "cuda" and triton_available():
+        # Measured on an H100 (docs/benchmarks.md): the Triton kernels win with
+        # enough parallel work (large batch x width), mamba-ssm with little
+        # (long clips at small batch). Triton needs no CUDA build, so it is the
+        # CUDA fallback when mamba-ssm is not installed.
+        triton_ok = device.type == "cuda" and triton_available()
+        mamba_ok = device.type == "cuda" and cuda_scan_available()
+        if triton_ok and (not mamba_ok or problem is None or triton_scan_preferred(*problem)):
             chosen = "triton"
-        elif device.type == "cuda" and cuda_scan_available():
+        elif mamba_ok:
             chosen = "cuda"
         else:
             chosen = "torch"
@@ -135,7 +144,7 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with mamba-ssm's contract (see the module docstring)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    chosen = resolve_scan_backend(backend, u.device)
+    chosen = resolve_scan_backend(backend, u.device, problem=(u.shape[0], u.shape[1]))
     if chosen == "triton" and return_last_state:
         if backend == "triton":
             raise ScanBackendUnavailable("selective-scan backend 'triton' does not return the last state")

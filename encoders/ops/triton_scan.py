@@ -73,16 +73,28 @@ class TritonScanConfig:
     ``benchmarks/scan_speed.py --sweep`` on an H100 (docs/benchmarks.md).
     """
 
-    block_d: int = 8
-    block_l: int = 8
+    block_d: int = 16
+    block_l: int = 4
     num_warps: int = 1
     splits: Optional[int] = None
-    min_programs: int = 1024
+    min_programs: int = 512
     backward_block_d: int = 8
     backward_num_warps: int = 1
 
 
 DEFAULT_CONFIG = TritonScanConfig()
+
+
+def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAULT_CONFIG) -> bool:
+    """Whether the Triton scan is expected to beat mamba-ssm at this (batch, dim).
+
+    Measured on an H100 (docs/benchmarks.md): with enough (batch x channel
+    block) programs that the sequence needs no splitting, the Triton forward is
+    1.5x and its backward 1.1x mamba-ssm's (VideoMamba-Ti, batch 32); with
+    fewer, splitting recovers only parity in the forward, and the backward
+    (never split) is several times slower.
+    """
+    return batch * _cdiv(dim, config.block_d) >= config.min_programs
 
 
 def choose_splits(batch: int, dim: int, length: int, config: TritonScanConfig) -> int:
