@@ -25,6 +25,7 @@ nothing but exp2 (the MUFU peak as this device delivers it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Callable
@@ -134,20 +135,22 @@ def backward_time(call: Callable[[], torch.Tensor], inputs: list[torch.Tensor], 
 
 
 #: Tiles that compile without register spills on sm_90 (ptxas -v), (block_d, block_l, warps).
-FORWARD_TILES = [(32, 4, 1), (16, 4, 1), (16, 8, 1), (8, 8, 1), (8, 16, 1), (4, 16, 1)]
+FORWARD_TILES = [(16, 4, 1), (32, 4, 1), (8, 8, 1), (16, 8, 1)]
 BACKWARD_TILES = [(8, 4, 1), (4, 4, 1), (4, 8, 1)]
+SWEEP_SHAPES = ((8, 32), (64, 4))  # (frames, batch) at Ti width
+SWEEP_MIN_PROGRAMS = (1, 512, 2048)  # 1: never split the sequence
 
 
 def sweep() -> None:
-    """Triton tiles and segment counts, forward at Ti 8 frames batch 32 and 64
-    frames batch 4, backward at Ti 8 frames batch 32."""
+    """Triton tiles and segment counts at Ti width, forward and backward, at
+    8 frames batch 32 and 64 frames batch 4."""
     print("\n### Forward tiles\n")
     print("| frames | batch | block_d | block_l | warps | min_programs | splits | fwd us |\n|---|---|---|---|---|---|---|---|")
-    for frames, batch in ((8, 32), (64, 4)):
+    for frames, batch in SWEEP_SHAPES:
         length = 1 + 196 * frames
         fwd, bwd, z = problem(batch, 384, length)
         for block_d, block_l, warps in FORWARD_TILES:
-            for min_programs in (1, 1024, 4096):
+            for min_programs in SWEEP_MIN_PROGRAMS:
                 config = TritonScanConfig(block_d=block_d, block_l=block_l, num_warps=warps, min_programs=min_programs)
                 splits = choose_splits(batch, 384, length, config)
                 try:
@@ -156,18 +159,24 @@ def sweep() -> None:
                 except Exception as err:  # out of resources for this tile
                     result = f"failed: {type(err).__name__}"
                 print(f"| {frames} | {batch} | {block_d} | {block_l} | {warps} | {min_programs} | {splits} | {result} |")
-    print("\n### Backward tiles (Ti, 8 frames, batch 32)\n")
-    print("| block_l | bwd block_d | bwd warps | bwd us |\n|---|---|---|---|")
-    fwd, bwd, z = problem(32, 384, 1569, grad=True)
-    inputs = [*fwd, *bwd, z]
-    for block_d, block_l, warps in BACKWARD_TILES:
-        config = TritonScanConfig(block_l=block_l, backward_block_d=block_d, backward_num_warps=warps)
-        try:
-            t = backward_time(triton_call(fwd, bwd, z, config), inputs, iters=5)
-            result = f"{t * 1e6:.0f}"
-        except Exception as err:
-            result = f"failed: {type(err).__name__}"
-        print(f"| {block_l} | {block_d} | {warps} | {result} |")
+    print("\n### Backward tiles\n")
+    print("| frames | batch | block_l | bwd block_d | bwd warps | min_programs | splits | bwd us |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for frames, batch in SWEEP_SHAPES:
+        length = 1 + 196 * frames
+        fwd, bwd, z = problem(batch, 384, length, grad=True)
+        inputs = [*fwd, *bwd, z]
+        for block_d, block_l, warps in BACKWARD_TILES:
+            for min_programs in SWEEP_MIN_PROGRAMS:
+                config = TritonScanConfig(block_l=block_l, backward_block_d=block_d, backward_num_warps=warps,
+                                          min_programs=min_programs)
+                splits = choose_splits(batch, 384, length, dataclasses.replace(config, block_d=block_d))
+                try:
+                    t = backward_time(triton_call(fwd, bwd, z, config), inputs, iters=5)
+                    result = f"{t * 1e6:.0f}"
+                except Exception as err:
+                    result = f"failed: {type(err).__name__}"
+                print(f"| {frames} | {batch} | {block_l} | {block_d} | {warps} | {min_programs} | {splits} | {result} |")
 
 
 def main() -> None:

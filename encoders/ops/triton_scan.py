@@ -38,7 +38,7 @@ program reduces its block and adds it to a float32 buffer atomically.
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -166,7 +166,7 @@ if triton is not None:
         u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0)
         delta = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0)
         pos_next = pos - 1 if REVERSE else pos + 1
-        next_mask = ((pos_next >= 0) & (pos_next < length))[:, None] & d_mask[None, :]
+        next_mask = mask & ((pos_next >= 0) & (pos_next < length))[:, None]
         delta_next = tl.load(dt_cols + pos_next[:, None], mask=next_mask, other=0.0)
         Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
         Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
@@ -370,26 +370,29 @@ if triton is not None:
 
     @triton.jit
     def _scan_carry_kernel(seg_f, dtsum_f, A_f, seg_b, dtsum_b, A_b, dim, n_splits,
-                           BIDIRECTIONAL: tl.constexpr, STATE: tl.constexpr, BLOCK_D: tl.constexpr):
-        """Grid (batch, channel blocks): launch 2 of 3 of a split forward."""
+                           BIDIRECTIONAL: tl.constexpr, ADJOINT: tl.constexpr, STATE: tl.constexpr,
+                           BLOCK_D: tl.constexpr):
+        """Grid (batch, channel blocks): launch 2 of 3 of a split forward, or of
+        a split backward (ADJOINT: segments walked against scan order)."""
         b = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
         rows = b * dim + d_offs
-        _carry_direction(seg_f, dtsum_f, A_f, rows, d_offs, d_mask, n_splits, REVERSE=False, STATE=STATE)
+        _carry_direction(seg_f, dtsum_f, A_f, rows, d_offs, d_mask, n_splits, REVERSE=ADJOINT, STATE=STATE)
         if BIDIRECTIONAL:
-            _carry_direction(seg_b, dtsum_b, A_b, rows, d_offs, d_mask, n_splits, REVERSE=True, STATE=STATE)
+            _carry_direction(seg_b, dtsum_b, A_b, rows, d_offs, d_mask, n_splits, REVERSE=not ADJOINT, STATE=STATE)
 
     @triton.jit
     def _direction_backward(
         u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
         du_cols, ddt_cols, dB_cols, dC_cols, dA_ptr, dD_ptr, dbias_ptr,
-        A, Dskip, bias, d_offs, d_mask, length, n_chunks,
+        A, Dskip, bias, lam_carry, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
         REVERSE: tl.constexpr, Z_MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
         STATE: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Gradients of one direction, chunks in reverse scan order, time-major
-        tiles as in _segment_forward.
+        """Gradients of one direction over chunks [chunk_lo, chunk_hi), walked in
+        reverse scan order, time-major tiles as in _segment_forward. ``lam_carry``
+        (STATE, BLOCK_D) is the adjoint state entering the segment.
 
         Z_MODE: 0 no gate; 1 gate, stash this direction's y (float32) in ybuf
         for the other direction; 2 gate, add the stashed y and write dz to ybuf;
@@ -398,16 +401,15 @@ if triton is not None:
         l_offs = tl.arange(0, BLOCK_L)
         n_offs = tl.arange(0, STATE)
         A2 = A * LOG2E
-        lam_carry = tl.zeros_like(A)  # adjoint state from the chunk processed before
         dA_acc = tl.zeros_like(A)
         dD_acc = tl.sum(tl.zeros_like(A), axis=0)
         dbias_acc = tl.sum(tl.zeros_like(A), axis=0)
-        chunk = 0 if REVERSE else n_chunks - 1
+        chunk = chunk_lo if REVERSE else chunk_hi - 1
         loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
                                 chunk, d_mask, length, REVERSE, Z_MODE, STATE, BLOCK_L)
-        for _ in range(0, n_chunks):
+        for _ in range(0, chunk_hi - chunk_lo):
             h0, u_raw, delta_raw, next_raw, B_raw, C_raw, g_raw, z_raw, y_other = loads
-            following = _next_chunk(chunk, 0, n_chunks, not REVERSE)
+            following = _next_chunk(chunk, chunk_lo, chunk_hi, not REVERSE)
             loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
                                     following, d_mask, length, REVERSE, Z_MODE, STATE, BLOCK_L)
             pos = chunk * BLOCK_L + l_offs
@@ -441,7 +443,7 @@ if triton is not None:
             # scan order; the next step's decay comes from a shifted load (0 beyond
             # the ends: decay 1), so no values move between registers.
             pos_next = pos - 1 if REVERSE else pos + 1
-            next_mask = ((pos_next >= 0) & (pos_next < length))[:, None] & d_mask[None, :]
+            next_mask = mask & ((pos_next >= 0) & (pos_next < length))[:, None]
             dt_next, _ = _delta_to_dt(next_raw, bias, next_mask, SOFTPLUS)
             decay_next = tl.exp2(dt_next[:, None, :] * A2[None, :, :])
             lam, lam_carry = _chunk_scan(decay_next, Cc[:, :, None] * dy[:, None, :], lam_carry,
@@ -470,20 +472,91 @@ if triton is not None:
         tl.atomic_add(dbias_ptr + d_offs, dbias_acc, mask=d_mask)
 
     @triton.jit
+    def _segment_adjoint_end(dt_cols, C_cols, z_cols, g_cols, A, bias, d_mask, length, chunk_lo, chunk_hi,
+                             REVERSE: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+                             BLOCK_L: tl.constexpr):
+        """Adjoint state leaving a segment (walked against scan order) from a
+        zero start, and the sum of the dt whose decays it crossed: launch 1 of 3
+        of a split backward. Needs no forward state: the adjoint's inputs are
+        C_t dy_t and its decays exp(dt_next A)."""
+        l_offs = tl.arange(0, BLOCK_L)
+        A2 = A * LOG2E
+        lam = tl.zeros_like(A)
+        dt_sum = tl.sum(tl.zeros_like(A), axis=0)
+        for i in range(0, chunk_hi - chunk_lo):
+            chunk = chunk_lo + i if REVERSE else chunk_hi - 1 - i
+            pos = chunk * BLOCK_L + l_offs
+            l_mask = pos < length
+            mask = l_mask[:, None] & d_mask[None, :]
+            pos_next = pos - 1 if REVERSE else pos + 1
+            next_mask = mask & ((pos_next >= 0) & (pos_next < length))[:, None]
+            next_raw = tl.load(dt_cols + pos_next[:, None], mask=next_mask, other=0.0)
+            dt_next, _ = _delta_to_dt(next_raw, bias, next_mask, SOFTPLUS)
+            Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0).to(tl.float32)
+            dy = tl.load(g_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
+                dy = dy * z * tl.sigmoid(z)
+            decay_next = tl.exp2(dt_next[:, None, :] * A2[None, :, :])
+            _, lam = _chunk_scan(decay_next, Cc[:, :, None] * dy[:, None, :], lam, not REVERSE, BLOCK_L)
+            dt_sum += tl.sum(dt_next, axis=0)
+        return lam, dt_sum
+
+    @triton.jit
+    def _adjoint_end_kernel(
+        dt_f, A_f, C_f, D_f, bias_f, dt_b, A_b, C_b, D_b, bias_b, z_ptr, g_ptr,
+        seg_f, seg_b, dtsum_f, dtsum_b,
+        dim, length, n_chunks, chunks_per_split, n_splits,
+        s_dtfb, s_dtfd, s_Cfb, s_Cfn, s_dtbb, s_dtbd, s_Cbb, s_Cbn, s_zb, s_zd, s_gb, s_gd,
+        BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """Grid (batch, channel blocks, segments): every segment's local adjoint end state."""
+        b = tl.program_id(0).to(tl.int64)
+        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        d_mask = d_offs < dim
+        split = tl.program_id(2)
+        chunk_lo = split * chunks_per_split
+        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        n_offs = tl.arange(0, STATE)
+        rows = b * dim + d_offs
+        seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
+        z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
+        g_cols = g_ptr + b * s_gb + d_offs[None, :] * s_gd
+        if split > 0:  # the forward direction's adjoint ends in segment 0
+            A, _, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+            lam, dts = _segment_adjoint_end(
+                dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
+                z_cols, g_cols, A, bias, d_mask, length, chunk_lo, chunk_hi,
+                REVERSE=False, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS, BLOCK_L=BLOCK_L)
+            tl.store(seg_f + seg_offs, lam, mask=d_mask[None, :])
+            tl.store(dtsum_f + rows * n_splits + split, dts, mask=d_mask)
+        if BIDIRECTIONAL:
+            if split < n_splits - 1:  # the backward direction's adjoint ends in the last segment
+                A, _, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+                lam, dts = _segment_adjoint_end(
+                    dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
+                    z_cols, g_cols, A, bias, d_mask, length, chunk_lo, chunk_hi,
+                    REVERSE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS, BLOCK_L=BLOCK_L)
+                tl.store(seg_b + seg_offs, lam, mask=d_mask[None, :])
+                tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
+
+    @triton.jit
     def _scan_bwd_kernel(
         u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f,
         du_f, ddt_f, dB_f, dC_f, dA_f, dD_f, dbias_f,
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b,
         du_b, ddt_b, dB_b, dC_b, dA_b, dD_b, dbias_b,
-        z_ptr, g_ptr, ybuf_ptr,
-        dim, length, n_chunks,
+        z_ptr, g_ptr, ybuf_ptr, seg_f, seg_b,
+        dim, length, n_chunks, chunks_per_split, n_splits,
         s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
         s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
         s_zb, s_zd, s_gb, s_gd,
         BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, Z_FIRST: tl.constexpr, SOFTPLUS: tl.constexpr,
-        STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+        SPLIT: tl.constexpr, STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Grid (batch, channel blocks). Z_FIRST: the forward direction's Z_MODE
+        """Grid (batch, channel blocks, segments); with SPLIT each segment starts
+        from the adjoint state the carry kernel left in ``seg_*``. Z_FIRST: the forward direction's Z_MODE
         (see _direction_backward). Gradient outputs du, ddelta are
         contiguous (batch, dim, length); dB, dC float32 (batch, state, length);
         dA (dim, state), dD, dbias (dim,) float32, all zero-initialised where
@@ -499,24 +572,31 @@ if triton is not None:
         z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
         g_cols = g_ptr + b * s_gb + d_offs[None, :] * s_gd
         ybuf_cols = ybuf_ptr + grad_cols
+        split = tl.program_id(2)
+        chunk_lo = split * chunks_per_split
+        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
+        zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
 
         A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        lam0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
         _direction_backward(
             u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
             B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
             z_cols, g_cols, ybuf_cols, chunks_f + state_cols,
             du_f + grad_cols, ddt_f + grad_cols, dB_f + bc_grad_cols, dC_f + bc_grad_cols, dA_f, dD_f, dbias_f,
-            A, Dskip, bias, d_offs, d_mask, length, n_chunks,
+            A, Dskip, bias, lam0, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
             REVERSE=False, Z_MODE=Z_FIRST, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
             tl.debug_barrier()  # the stashed forward-direction y is read by other threads
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            lam0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
             _direction_backward(
                 u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
                 B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
                 z_cols, g_cols, ybuf_cols, chunks_b + state_cols,
                 du_b + grad_cols, ddt_b + grad_cols, dB_b + bc_grad_cols, dC_b + bc_grad_cols, dA_b, dD_b, dbias_b,
-                A, Dskip, bias, d_offs, d_mask, length, n_chunks,
+                A, Dskip, bias, lam0, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
                 REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
 
@@ -591,7 +671,8 @@ def scan_forward(
     if splits > 1:
         _scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
         _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
-                                     BIDIRECTIONAL=bidirectional, STATE=state, BLOCK_D=config.block_d)
+                                     BIDIRECTIONAL=bidirectional, ADJOINT=False, STATE=state,
+                                     BLOCK_D=config.block_d)
     _scan_fwd_kernel[grid](*args, END_STATES=False, **flags)
     saved = (chunks_f, chunks_b if bidirectional else None) if save_states else None
     return out, saved
@@ -635,13 +716,33 @@ def scan_backward(
     grads_b = grad_buffers(b) if bidirectional else grads_f
     ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
     chunks_b = saved[1] if bidirectional else saved[0]
-    grid = (batch, _cdiv(dim, config.backward_block_d))
+    block_d = config.backward_block_d
+    splits = choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d))
+    chunks_per_split = _cdiv(n_chunks, splits)
+    splits = _cdiv(n_chunks, chunks_per_split)
+    grid = (batch, _cdiv(dim, block_d), splits)
+    strides = [*_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1)]
+    if splits > 1:
+        seg_f = torch.empty(batch, dim, splits, state, **f32)
+        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
+        dtsum_f = torch.empty(batch, dim, splits, **f32)
+        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
+        s_f, s_b = _row_strides(f), _row_strides(b)
+        _adjoint_end_kernel[grid](
+            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg_f, seg_b, dtsum_f, dtsum_b,
+            dim, length, n_chunks, chunks_per_split, splits,
+            s_f[2], s_f[3], s_f[6], s_f[7], s_b[2], s_b[3], s_b[6], s_b[7], *strides[16:],
+            BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
+            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l, num_warps=config.backward_num_warps)
+        _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+                                     BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=block_d)
+    else:
+        seg_f = seg_b = ybuf  # never read
     _scan_bwd_kernel[grid](
-        *f, saved[0], *grads_f, *b, chunks_b, *grads_b, zt, grad_out, ybuf,
-        dim, length, n_chunks, *_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1),
-        grad_out.stride(0), grad_out.stride(1),
+        *f, saved[0], *grads_f, *b, chunks_b, *grads_b, zt, grad_out, ybuf, seg_f, seg_b,
+        dim, length, n_chunks, chunks_per_split, splits, *strides,
         BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, Z_FIRST=(1 if bidirectional else 3) if z is not None else 0,
-        SOFTPLUS=delta_softplus, STATE=state, BLOCK_D=config.backward_block_d, BLOCK_L=config.block_l,
+        SOFTPLUS=delta_softplus, SPLIT=splits > 1, STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
         num_warps=config.backward_num_warps)
 
     def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
