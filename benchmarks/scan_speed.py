@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 from pathlib import Path
 from typing import Callable
@@ -135,8 +136,9 @@ def backward_time(call: Callable[[], torch.Tensor], inputs: list[torch.Tensor], 
 
 
 #: Tiles that compile without register spills on sm_90 (ptxas -v), (block_d, block_l, warps).
-FORWARD_TILES = [(16, 4, 1), (32, 4, 1), (8, 8, 1), (16, 8, 1)]
-BACKWARD_TILES = [(8, 4, 1), (4, 4, 1), (4, 8, 1)]
+FORWARD_TILES = [(16, 4, 1), (8, 8, 1)]
+BACKWARD_TILES = [(8, 4, 1), (4, 4, 1)]
+REGISTER_CAPS = (None, 168, 128)  # ptxas maxnreg
 SWEEP_SHAPES = ((8, 32), (64, 4))  # (frames, batch) at Ti width
 SWEEP_MIN_PROGRAMS = (1, 512, 2048)  # 1: never split the sequence
 
@@ -145,38 +147,42 @@ def sweep() -> None:
     """Triton tiles and segment counts at Ti width, forward and backward, at
     8 frames batch 32 and 64 frames batch 4."""
     print("\n### Forward tiles\n")
-    print("| frames | batch | block_d | block_l | warps | min_programs | splits | fwd us |\n|---|---|---|---|---|---|---|---|")
+    print("| frames | batch | block_d | block_l | warps | max registers | min_programs | splits | fwd us |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for frames, batch in SWEEP_SHAPES:
         length = 1 + 196 * frames
         fwd, bwd, z = problem(batch, 384, length)
-        for block_d, block_l, warps in FORWARD_TILES:
-            for min_programs in SWEEP_MIN_PROGRAMS:
-                config = TritonScanConfig(block_d=block_d, block_l=block_l, num_warps=warps, min_programs=min_programs)
-                splits = choose_splits(batch, 384, length, config)
-                try:
-                    t = cuda_time(triton_call(fwd, bwd, z, config), iters=10)
-                    result = f"{t * 1e6:.0f}"
-                except Exception as err:  # out of resources for this tile
-                    result = f"failed: {type(err).__name__}"
-                print(f"| {frames} | {batch} | {block_d} | {block_l} | {warps} | {min_programs} | {splits} | {result} |")
+        for (block_d, block_l, warps), min_programs, cap in itertools.product(
+                FORWARD_TILES, SWEEP_MIN_PROGRAMS, REGISTER_CAPS):
+            config = TritonScanConfig(block_d=block_d, block_l=block_l, num_warps=warps, min_programs=min_programs,
+                                      max_registers=cap)
+            splits = choose_splits(batch, 384, length, config)
+            try:
+                t = cuda_time(triton_call(fwd, bwd, z, config), iters=10)
+                result = f"{t * 1e6:.0f}"
+            except Exception as err:  # out of resources for this tile
+                result = f"failed: {type(err).__name__}"
+            print(f"| {frames} | {batch} | {block_d} | {block_l} | {warps} | {cap} | {min_programs} | {splits} | "
+                  f"{result} |")
     print("\n### Backward tiles\n")
-    print("| frames | batch | block_l | bwd block_d | bwd warps | min_programs | splits | bwd us |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("| frames | batch | block_l | bwd block_d | bwd warps | max registers | min_programs | splits | bwd us |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for frames, batch in SWEEP_SHAPES:
         length = 1 + 196 * frames
         fwd, bwd, z = problem(batch, 384, length, grad=True)
         inputs = [*fwd, *bwd, z]
-        for block_d, block_l, warps in BACKWARD_TILES:
-            for min_programs in SWEEP_MIN_PROGRAMS:
-                config = TritonScanConfig(block_l=block_l, backward_block_d=block_d, backward_num_warps=warps,
-                                          min_programs=min_programs)
-                splits = choose_splits(batch, 384, length, dataclasses.replace(config, block_d=block_d))
-                try:
-                    t = backward_time(triton_call(fwd, bwd, z, config), inputs, iters=5)
-                    result = f"{t * 1e6:.0f}"
-                except Exception as err:
-                    result = f"failed: {type(err).__name__}"
-                print(f"| {frames} | {batch} | {block_l} | {block_d} | {warps} | {min_programs} | {splits} | {result} |")
+        for (block_d, block_l, warps), min_programs, cap in itertools.product(
+                BACKWARD_TILES, SWEEP_MIN_PROGRAMS, REGISTER_CAPS):
+            config = TritonScanConfig(block_l=block_l, backward_block_d=block_d, backward_num_warps=warps,
+                                      min_programs=min_programs, backward_max_registers=cap)
+            splits = choose_splits(batch, 384, length, dataclasses.replace(config, block_d=block_d))
+            try:
+                t = backward_time(triton_call(fwd, bwd, z, config), inputs, iters=5)
+                result = f"{t * 1e6:.0f}"
+            except Exception as err:
+                result = f"failed: {type(err).__name__}"
+            print(f"| {frames} | {batch} | {block_l} | {block_d} | {warps} | {cap} | {min_programs} | {splits} | "
+                  f"{result} |")
 
 
 def main() -> None:

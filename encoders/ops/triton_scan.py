@@ -68,8 +68,9 @@ class TritonScanConfig:
     forward saved at chunk boundaries); num_warps: warps per program;
     splits:
     segments each sequence is cut into in the forward (None: enough for
-    ``min_programs`` programs, see :func:`choose_splits`); backward_block_d and
-    backward_num_warps: the backward kernel's. Defaults come from
+    ``min_programs`` programs, see :func:`choose_splits`); max_registers: a
+    per-thread register cap for ptxas (None: its choice), which sets how many
+    programs fit on an SM at once; backward_*: the same for the backward kernels. Defaults come from
     ``benchmarks/scan_speed.py --sweep`` on an H100 (docs/benchmarks.md).
     """
 
@@ -78,8 +79,10 @@ class TritonScanConfig:
     num_warps: int = 1
     splits: Optional[int] = None
     min_programs: int = 512
+    max_registers: Optional[int] = None
     backward_block_d: int = 8
     backward_num_warps: int = 1
+    backward_max_registers: Optional[int] = 168
 
 
 DEFAULT_CONFIG = TritonScanConfig()
@@ -600,6 +603,13 @@ if triton is not None:
                 REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
 
+def _launch_options(num_warps: int, max_registers: Optional[int]) -> dict:
+    options = {"num_warps": num_warps}
+    if max_registers is not None:
+        options["maxnreg"] = max_registers
+    return options
+
+
 def _check_unit_stride(name: str, t: Tensor) -> None:
     if t.stride(-1) != 1 and t.shape[-1] != 1:
         raise ValueError(f"triton scan: {name} needs unit stride along length, got strides {t.stride()}")
@@ -667,7 +677,7 @@ def scan_forward(
             *_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1)]
     flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
                  SAVE_STATES=save_states, STATE=state, BLOCK_D=config.block_d, BLOCK_L=config.block_l,
-                 num_warps=config.num_warps)
+                 **_launch_options(config.num_warps, config.max_registers))
     if splits > 1:
         _scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
         _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
@@ -733,7 +743,8 @@ def scan_backward(
             dim, length, n_chunks, chunks_per_split, splits,
             s_f[2], s_f[3], s_f[6], s_f[7], s_b[2], s_b[3], s_b[6], s_b[7], *strides[16:],
             BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l, num_warps=config.backward_num_warps)
+            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
+            **_launch_options(config.backward_num_warps, config.backward_max_registers))
         _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
                                      BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=block_d)
     else:
@@ -743,7 +754,7 @@ def scan_backward(
         dim, length, n_chunks, chunks_per_split, splits, *strides,
         BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, Z_FIRST=(1 if bidirectional else 3) if z is not None else 0,
         SOFTPLUS=delta_softplus, SPLIT=splits > 1, STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
-        num_warps=config.backward_num_warps)
+        **_launch_options(config.backward_num_warps, config.backward_max_registers))
 
     def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
         du, ddelta, dB, dC, dA, dD, dbias = grads
