@@ -63,15 +63,20 @@ def triton_available() -> bool:
 class TritonScanConfig:
     """Tile sizes and launch shape of the Triton scan.
 
-    block_d: channels per program; block_l: positions per chunk (a power of two,
-    shared by forward and backward: the backward re-scans from the states the
-    forward saved at chunk boundaries); num_warps: warps per program;
-    splits:
-    segments each sequence is cut into in the forward (None: enough for
-    ``min_programs`` programs, see :func:`choose_splits`); max_registers: a
-    per-thread register cap for ptxas (None: its choice), which sets how many
-    programs fit on an SM at once; backward_*: the same for the backward kernels. Defaults come from
-    ``benchmarks/scan_speed.py --sweep`` on an H100 (docs/benchmarks.md).
+    - block_d: channels per program.
+    - block_l: positions per chunk, a power of two. Shared by forward and
+      backward: the backward re-scans from the states the forward saved at
+      chunk boundaries.
+    - num_warps: warps per program.
+    - splits: segments each sequence is cut into. None: 1 when batch x channel
+      blocks reach ``min_programs``, else enough for ``split_target`` programs
+      (:func:`choose_splits`).
+    - max_registers: per-thread register cap given to ptxas (None: its
+      choice); it sets how many programs fit on an SM at once.
+    - backward_*: the same for the backward kernels.
+
+    Defaults come from ``benchmarks/scan_speed.py --sweep`` on an H100
+    (docs/benchmarks.md).
     """
 
     block_d: int = 16
@@ -79,6 +84,7 @@ class TritonScanConfig:
     num_warps: int = 1
     splits: Optional[int] = None
     min_programs: int = 512
+    split_target: int = 2048
     max_registers: Optional[int] = None
     backward_block_d: int = 8
     backward_num_warps: int = 1
@@ -102,13 +108,15 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
 
 def choose_splits(batch: int, dim: int, length: int, config: TritonScanConfig) -> int:
     """Segments per sequence: 1 when batch x channel blocks already give
-    ``config.min_programs`` programs, else enough to reach it (at most one per chunk)."""
+    ``config.min_programs`` programs, else enough for ``config.split_target``
+    (at most one per chunk). Measured (docs/benchmarks.md): splitting costs a
+    second pass of exponentials, so it pays only when programs are scarce."""
     if config.splits is not None:
         return max(1, min(config.splits, _cdiv(length, config.block_l)))
     programs = batch * _cdiv(dim, config.block_d)
     if programs >= config.min_programs:
         return 1
-    return max(1, min(_cdiv(config.min_programs, programs), _cdiv(length, config.block_l)))
+    return max(1, min(_cdiv(config.split_target, programs), _cdiv(length, config.block_l)))
 
 
 def _cdiv(a: int, b: int) -> int:
