@@ -14,26 +14,32 @@ is what the mixer computes when its backward inputs come from an anti-causal
 convolution of the unflipped sequence. With no backward direction it is
 mamba-ssm's ``selective_scan_fn``.
 
-Work decomposition. The sequence is cut into chunks of ``block_l`` positions;
-inside a chunk the recurrence is a parallel associative scan over a
-(block_d channels, state, block_l) tile in registers (float32 throughout);
-a program walks its chunks in scan order carrying the (block_d, state) state.
-When batch x channel blocks alone give too few programs (long clips, small
-batches), the chunks are also split into ``splits`` segments run by separate
-programs, in three launches: (1) every segment's end state from a zero start
-and its summed dt, (2) a short sequential pass over segments that turns those
-into each segment's true start state, (3) every segment re-run from its start
-state, writing y. That costs a second pass of exponentials and buys
-``splits``-fold parallelism.
+Work decomposition. The sequence is cut into chunks of ``block_l`` positions.
+A program owns ``block_d`` channels of one clip and walks its chunks in scan
+order, carrying the (state, block_d) state in float32. A chunk is a
+time-major (block_l, state, block_d) tile: each thread holds whole runs of time
+steps in registers, so the associative scan over time is a sequential loop
+inside the thread; the state entering the chunk is folded into its first step.
+The next chunk's loads are issued before the current chunk's arithmetic.
 
-Backward. The forward pass saves the state entering every chunk (float32,
-(batch, dim, n_chunks, state) per direction). The backward kernel walks the
-chunks in reverse scan order, re-scans each chunk's states from the saved one,
-and runs the adjoint recurrence lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1}
-(mirrored for the backward direction) as a reverse associative scan. The decay
-of the NEXT step is recomputed from a one-position-shifted load of delta, so no
-register shuffles are needed. Gradients of B and C sum over channels: each
-program reduces its block and adds it to a float32 buffer atomically.
+When batch x channel blocks give too few programs (long clips, small batches),
+the chunks are also split into ``splits`` segments run by separate programs,
+in three launches: (1) every segment's end state from a zero start and its
+summed dt, (2) a short sequential pass over segments that turns those into
+each segment's true start state, (3) every segment re-run from its start state,
+writing y. That costs a second pass of exponentials and buys ``splits``-fold
+parallelism.
+
+Backward. The forward saves the state entering every chunk (float32,
+(batch, dim, n_chunks, state) per direction). The backward walks the chunks in
+reverse scan order, re-scans each chunk's states from the saved one, and runs
+the adjoint recurrence lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1}
+(mirrored for the backward direction) as a reverse scan. The decay of the NEXT
+step comes from a one-position-shifted load of delta (Triton has no register
+shift). Long sequences split the same way: the adjoint's inputs need no forward
+state, so its segment end states, a carry pass and the segment backward are
+again three launches. Gradients of B and C sum over channels: each program
+reduces its block and adds it to a float32 buffer atomically.
 """
 
 from __future__ import annotations
@@ -99,9 +105,9 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
 
     Measured on an H100 (docs/benchmarks.md): with enough (batch x channel
     block) programs that the sequence needs no splitting, the Triton forward is
-    1.5x and its backward 1.1x mamba-ssm's (VideoMamba-Ti, batch 32); with
-    fewer, splitting recovers only parity in the forward, and the backward
-    (never split) is several times slower.
+    1.3-1.6x and its backward 1.1x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32);
+    with fewer, splitting brings the forward to 0.93-0.97x and the backward to
+    0.7-0.8x.
     """
     return batch * _cdiv(dim, config.block_d) >= config.min_programs
 
@@ -162,33 +168,6 @@ if triton is not None:
         raw = delta_raw.to(tl.float32) + bias[None, :]
         dt = _softplus(raw) if SOFTPLUS else raw
         return tl.where(mask, dt, 0.0), raw
-
-    @triton.jit
-    def _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
-                        chunk, d_mask, length, REVERSE: tl.constexpr, Z_MODE: tl.constexpr,
-                        STATE: tl.constexpr, BLOCK_L: tl.constexpr):
-        """Everything the backward reads for one chunk, as stored: the entering
-        state, u, delta, delta one step later in scan order, B, C, the output
-        gradient, z and the other direction's stashed y (stand-ins when unused)."""
-        pos = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
-        l_mask = pos < length
-        mask = l_mask[:, None] & d_mask[None, :]
-        h0 = tl.load(state_cols + chunk * STATE + tl.arange(0, STATE)[:, None], mask=d_mask[None, :], other=0.0)
-        u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0)
-        delta = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0)
-        pos_next = pos - 1 if REVERSE else pos + 1
-        next_mask = mask & ((pos_next >= 0) & (pos_next < length))[:, None]
-        delta_next = tl.load(dt_cols + pos_next[:, None], mask=next_mask, other=0.0)
-        Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
-        Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
-        g = tl.load(g_cols + pos[:, None], mask=mask, other=0.0)
-        z = g
-        y_other = tl.zeros_like(g.to(tl.float32))
-        if Z_MODE != 0:
-            z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0)
-        if Z_MODE == 2:
-            y_other = tl.load(ybuf_cols + pos[:, None], mask=mask, other=0.0)
-        return h0, u, delta, delta_next, Bc, Cc, g, z, y_other
 
     @triton.jit
     def _chunk_scan(decay, drive, h, REVERSE: tl.constexpr, BLOCK_L: tl.constexpr):
@@ -392,6 +371,33 @@ if triton is not None:
         _carry_direction(seg_f, dtsum_f, A_f, rows, d_offs, d_mask, n_splits, REVERSE=ADJOINT, STATE=STATE)
         if BIDIRECTIONAL:
             _carry_direction(seg_b, dtsum_b, A_b, rows, d_offs, d_mask, n_splits, REVERSE=not ADJOINT, STATE=STATE)
+
+    @triton.jit
+    def _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                        chunk, d_mask, length, REVERSE: tl.constexpr, Z_MODE: tl.constexpr,
+                        STATE: tl.constexpr, BLOCK_L: tl.constexpr):
+        """Everything the backward reads for one chunk, as stored: the entering
+        state, u, delta, delta one step later in scan order, B, C, the output
+        gradient, z and the other direction's stashed y (stand-ins when unused)."""
+        pos = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
+        l_mask = pos < length
+        mask = l_mask[:, None] & d_mask[None, :]
+        h0 = tl.load(state_cols + chunk * STATE + tl.arange(0, STATE)[:, None], mask=d_mask[None, :], other=0.0)
+        u = tl.load(u_cols + pos[:, None], mask=mask, other=0.0)
+        delta = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0)
+        pos_next = pos - 1 if REVERSE else pos + 1
+        next_mask = mask & ((pos_next >= 0) & (pos_next < length))[:, None]
+        delta_next = tl.load(dt_cols + pos_next[:, None], mask=next_mask, other=0.0)
+        Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
+        Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
+        g = tl.load(g_cols + pos[:, None], mask=mask, other=0.0)
+        z = g
+        y_other = tl.zeros_like(g.to(tl.float32))
+        if Z_MODE != 0:
+            z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0)
+        if Z_MODE == 2:
+            y_other = tl.load(ybuf_cols + pos[:, None], mask=mask, other=0.0)
+        return h0, u, delta, delta_next, Bc, Cc, g, z, y_other
 
     @triton.jit
     def _direction_backward(
