@@ -194,10 +194,10 @@ if triton is not None:
             return tl.minimum(chunk + 1, chunk_hi - 1)
 
     @triton.jit
-    def _forward_loads(u_cols, dt_cols, B_cols, C_cols, chunk, d_mask, length,
-                       WITH_C: tl.constexpr, BLOCK_L: tl.constexpr):
-        """Raw input tiles of one chunk, as stored: u, delta (BLOCK_L, BLOCK_D)
-        and B, C (BLOCK_L, STATE); C is a stand-in (B) unless WITH_C."""
+    def _forward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunk, d_mask, length,
+                       WRITE_OUT: tl.constexpr, ACCUMULATE: tl.constexpr, GATE: tl.constexpr, BLOCK_L: tl.constexpr):
+        """Raw input tiles of one chunk: u, delta, z, accumulated out (BLOCK_L, BLOCK_D)
+        and B, C (BLOCK_L, STATE), as stored. Unused ones are stand-ins (u)."""
         pos = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
         l_mask = pos < length
         mask = l_mask[:, None] & d_mask[None, :]
@@ -205,20 +205,25 @@ if triton is not None:
         delta = tl.load(dt_cols + pos[:, None], mask=mask, other=0.0)
         Bc = tl.load(B_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
         Cc = Bc
-        if WITH_C:
+        z = u
+        acc = u
+        if WRITE_OUT:
             Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
-        return u, delta, Bc, Cc
+            if GATE:
+                z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0)
+            if ACCUMULATE:
+                acc = tl.load(out_cols + pos[:, None], mask=mask, other=0.0)
+        return u, delta, Bc, Cc, z, acc
 
     @triton.jit
     def _segment_forward(
-        u_cols, dt_cols, B_cols, C_cols, y_cols, state_cols,
+        u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, state_cols,
         A, Dskip, bias, h, d_mask, length, chunk_lo, chunk_hi,
-        REVERSE: tl.constexpr, WRITE_Y: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
-        STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+        REVERSE: tl.constexpr, WRITE_OUT: tl.constexpr, ACCUMULATE: tl.constexpr, GATE: tl.constexpr,
+        SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Scan chunks [chunk_lo, chunk_hi) of one direction in scan order
-        (descending if REVERSE) from state ``h`` (STATE, BLOCK_D), writing the
-        ungated y = C.h + D u if WRITE_Y. Tiles are time-major, (BLOCK_L, STATE,
+        """Scan chunks [chunk_lo, chunk_hi) in scan order (descending if REVERSE)
+        from state ``h`` (STATE, BLOCK_D). Tiles are time-major, (BLOCK_L, STATE,
         BLOCK_D): each thread keeps a chunk's time steps in registers, so the
         scan needs no exchange between threads. ``*_cols`` are per-channel
         (per-state for B, C) pointers; positions are added here. The next
@@ -229,11 +234,13 @@ if triton is not None:
         A2 = A * LOG2E  # exp(x) = exp2(x log2 e)
         dt_sum = tl.sum(tl.zeros_like(h), axis=0)
         chunk = chunk_hi - 1 if REVERSE else chunk_lo
-        loads = _forward_loads(u_cols, dt_cols, B_cols, C_cols, chunk, d_mask, length, WRITE_Y, BLOCK_L)
+        loads = _forward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunk, d_mask, length,
+                               WRITE_OUT, ACCUMULATE, GATE, BLOCK_L)
         for _ in range(0, chunk_hi - chunk_lo):
-            u_raw, delta_raw, B_raw, C_raw = loads
+            u_raw, delta_raw, B_raw, C_raw, z_raw, acc_raw = loads
             following = _next_chunk(chunk, chunk_lo, chunk_hi, REVERSE)
-            loads = _forward_loads(u_cols, dt_cols, B_cols, C_cols, following, d_mask, length, WRITE_Y, BLOCK_L)
+            loads = _forward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, following, d_mask, length,
+                                   WRITE_OUT, ACCUMULATE, GATE, BLOCK_L)
             pos = chunk * BLOCK_L + l_offs
             mask = (pos < length)[:, None] & d_mask[None, :]
             if SAVE_STATES:  # the state entering this chunk, for the backward pass
@@ -244,105 +251,96 @@ if triton is not None:
             drive = (dt * u)[:, None, :] * B_raw.to(tl.float32)[:, :, None]
             states, h = _chunk_scan(decay, drive, h, REVERSE, BLOCK_L)
             dt_sum += tl.sum(dt, axis=0)
-            if WRITE_Y:
+            if WRITE_OUT:
                 y = tl.sum(states * C_raw.to(tl.float32)[:, :, None], axis=1) + Dskip[None, :] * u
-                y_ptrs = y_cols + pos[:, None]
-                tl.store(y_ptrs, y.to(y_ptrs.dtype.element_ty), mask=mask)
+                if ACCUMULATE:
+                    y += acc_raw.to(tl.float32)
+                if GATE:
+                    z = z_raw.to(tl.float32)
+                    y = y * z * tl.sigmoid(z)
+                out_ptrs = out_cols + pos[:, None]
+                tl.store(out_ptrs, y.to(out_ptrs.dtype.element_ty), mask=mask)
             chunk = following
         return h, dt_sum
-
-    @triton.jit
-    def _forward_phase(
-        u_cols, dt_cols, B_cols, C_cols, y_cols, state_cols, seg_ptrs, dts_ptrs, keep_end,
-        A, Dskip, bias, d_mask, length, chunk_lo, chunk_hi,
-        REVERSE: tl.constexpr, END_STATES: tl.constexpr, SPLIT: tl.constexpr, SOFTPLUS: tl.constexpr,
-        SAVE_STATES: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr,
-    ):
-        """One direction's segment: its end state from zero (END_STATES, stored
-        where ``keep_end``) or its y from the start state the carry pass left."""
-        zero = tl.zeros_like(A)
-        if END_STATES:
-            h, dts = _segment_forward(
-                u_cols, dt_cols, B_cols, C_cols, y_cols, state_cols, A, Dskip, bias, zero, d_mask, length,
-                chunk_lo, chunk_hi, REVERSE=REVERSE, WRITE_Y=False, SOFTPLUS=SOFTPLUS, SAVE_STATES=False,
-                STATE=STATE, BLOCK_L=BLOCK_L)
-            tl.store(seg_ptrs, h, mask=d_mask[None, :] & keep_end)
-            tl.store(dts_ptrs, dts, mask=d_mask & keep_end)
-        else:
-            h0 = tl.load(seg_ptrs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
-            _segment_forward(
-                u_cols, dt_cols, B_cols, C_cols, y_cols, state_cols, A, Dskip, bias, h0, d_mask, length,
-                chunk_lo, chunk_hi, REVERSE=REVERSE, WRITE_Y=True, SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES,
-                STATE=STATE, BLOCK_L=BLOCK_L)
 
     @triton.jit
     def _scan_fwd_kernel(
         u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
-        ybuf_ptr, seg_ptr, dtsum_ptr, chunks_ptr,
-        batch, dim, length, n_chunks, chunks_per_split, n_splits,
+        z_ptr, out_ptr, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
+        dim, length, n_chunks, chunks_per_split, n_splits,
         s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
         s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
-        END_STATES: tl.constexpr, SPLIT: tl.constexpr, BIDIRECTIONAL: tl.constexpr,
+        s_zb, s_zd,
+        END_STATES: tl.constexpr, SPLIT: tl.constexpr, BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr,
         SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
         STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Grid (directions x batch, channel blocks, segments): each program runs
-        ONE direction, so both directions' programs are in flight together.
-        Per-direction buffers are (directions, batch, dim, ...): ybuf (..., length)
-        the ungated y; chunks (..., n_chunks, state) the saved states; seg and
-        dtsum (..., n_splits[, state]) the segment states. END_STATES: launch 1
-        of 3 of a split sequence; otherwise write y."""
-        e = tl.program_id(0)  # direction * batch + clip
-        direction = e // batch
-        b = (e - direction * batch).to(tl.int64)
+        """Grid (batch, channel blocks, segments). END_STATES: write each
+        segment's end state from a zero start (launch 1 of 3). Otherwise write
+        y, starting each segment from the state the carry kernel left in
+        ``seg_*`` (if SPLIT) or from zero."""
+        b = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
         split = tl.program_id(2)
         chunk_lo = split * chunks_per_split
         chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
         n_offs = tl.arange(0, STATE)
-        rows = e.to(tl.int64) * dim + d_offs  # rows of the per-direction buffers
-        seg_ptrs = seg_ptr + (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
-        dts_ptrs = dtsum_ptr + rows * n_splits + split
-        state_cols = chunks_ptr + rows[None, :] * n_chunks * STATE
-        y_cols = ybuf_ptr + rows[None, :] * length
-        if direction == 0:
-            A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
-            _forward_phase(
-                u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
-                B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
-                y_cols, state_cols, seg_ptrs, dts_ptrs, split < n_splits - 1,  # ends in the last segment
-                A, Dskip, bias, d_mask, length, chunk_lo, chunk_hi,
-                REVERSE=False, END_STATES=END_STATES, SPLIT=SPLIT, SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES,
-                STATE=STATE, BLOCK_L=BLOCK_L)
-        else:
-            if BIDIRECTIONAL:
-                A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
-                _forward_phase(
-                    u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
-                    B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
-                    y_cols, state_cols, seg_ptrs, dts_ptrs, split > 0,  # ends in segment 0
-                    A, Dskip, bias, d_mask, length, chunk_lo, chunk_hi,
-                    REVERSE=True, END_STATES=END_STATES, SPLIT=SPLIT, SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES,
-                    STATE=STATE, BLOCK_L=BLOCK_L)
+        rows = b * dim + d_offs  # row of (batch, dim) in out and the state buffers
+        seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]  # (STATE, BLOCK_D)
+        state_cols = rows[None, :] * n_chunks * STATE
+        out_cols = out_ptr + rows[None, :] * length
+        z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
+        zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
 
-    @triton.jit
-    def _gate_sum_kernel(ybuf_ptr, z_ptr, out_ptr, batch, dim, length, s_zb, s_zd,
-                         N_DIRS: tl.constexpr, HAS_Z: tl.constexpr, BLOCK: tl.constexpr):
-        """out = (y_forward [+ y_backward]) [* silu(z)]; grid (batch x dim, length blocks)."""
-        row = tl.program_id(0).to(tl.int64)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < length
-        y = tl.load(ybuf_ptr + row * length + offs, mask=mask, other=0.0).to(tl.float32)
-        if N_DIRS == 2:
-            y += tl.load(ybuf_ptr + (batch * dim + row) * length + offs, mask=mask, other=0.0).to(tl.float32)
-        if HAS_Z:
-            b = row // dim
-            z = tl.load(z_ptr + b * s_zb + (row - b * dim) * s_zd + offs, mask=mask, other=0.0).to(tl.float32)
-            y = y * z * tl.sigmoid(z)
-        out_ptrs = out_ptr + row * length + offs
-        tl.store(out_ptrs, y.to(out_ptrs.dtype.element_ty), mask=mask)
+        # Forward direction. Its output is ungated unless it is the only one.
+        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        u_cols = u_f + b * s_ufb + d_offs[None, :] * s_ufd
+        dt_cols = dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd
+        B_cols = B_f + b * s_Bfb + n_offs[None, :] * s_Bfn
+        C_cols = C_f + b * s_Cfb + n_offs[None, :] * s_Cfn
+        if END_STATES:
+            if split < n_splits - 1:  # the last segment's end state is never used
+                h, dts = _segment_forward(
+                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
+                    A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
+                    REVERSE=False, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+                    SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
+                tl.store(seg_f + seg_offs, h, mask=d_mask[None, :])
+                tl.store(dtsum_f + rows * n_splits + split, dts, mask=d_mask)
+        else:
+            h0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+            _segment_forward(
+                u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
+                A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
+                REVERSE=False, WRITE_OUT=True, ACCUMULATE=False, GATE=HAS_Z and not BIDIRECTIONAL,
+                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
+
+        if BIDIRECTIONAL:
+            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            u_cols = u_b + b * s_ubb + d_offs[None, :] * s_ubd
+            dt_cols = dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd
+            B_cols = B_b + b * s_Bbb + n_offs[None, :] * s_Bbn
+            C_cols = C_b + b * s_Cbb + n_offs[None, :] * s_Cbn
+            if END_STATES:
+                if split > 0:  # the backward direction ends in segment 0
+                    h, dts = _segment_forward(
+                        u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
+                        A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
+                        REVERSE=True, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+                        SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
+                    tl.store(seg_b + seg_offs, h, mask=d_mask[None, :])
+                    tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
+            else:
+                # This program re-reads the forward outputs its threads stored.
+                tl.debug_barrier()
+                h0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+                _segment_forward(
+                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
+                    A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
+                    REVERSE=True, WRITE_OUT=True, ACCUMULATE=True, GATE=HAS_Z,
+                    SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
 
     @triton.jit
     def _carry_direction(seg_ptr, dtsum_ptr, A_ptr, rows, d_offs, d_mask, n_splits,
@@ -361,30 +359,26 @@ if triton is not None:
             h = tl.exp2(A2 * dts[None, :]) * h + local_end
 
     @triton.jit
-    def _scan_carry_kernel(seg_ptr, dtsum_ptr, A_f, A_b, batch, dim, n_splits,
+    def _scan_carry_kernel(seg_f, dtsum_f, A_f, seg_b, dtsum_b, A_b, dim, n_splits,
                            BIDIRECTIONAL: tl.constexpr, ADJOINT: tl.constexpr, STATE: tl.constexpr,
                            BLOCK_D: tl.constexpr):
-        """Grid (directions x batch, channel blocks): launch 2 of 3 of a split
-        forward, or of a split backward (ADJOINT: segments walked against scan order)."""
-        e = tl.program_id(0)
+        """Grid (batch, channel blocks): launch 2 of 3 of a split forward, or of
+        a split backward (ADJOINT: segments walked against scan order)."""
+        b = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
-        rows = e.to(tl.int64) * dim + d_offs
-        if e < batch:
-            _carry_direction(seg_ptr, dtsum_ptr, A_f, rows, d_offs, d_mask, n_splits, REVERSE=ADJOINT, STATE=STATE)
-        else:
-            if BIDIRECTIONAL:
-                _carry_direction(seg_ptr, dtsum_ptr, A_b, rows, d_offs, d_mask, n_splits, REVERSE=not ADJOINT,
-                                 STATE=STATE)
+        rows = b * dim + d_offs
+        _carry_direction(seg_f, dtsum_f, A_f, rows, d_offs, d_mask, n_splits, REVERSE=ADJOINT, STATE=STATE)
+        if BIDIRECTIONAL:
+            _carry_direction(seg_b, dtsum_b, A_b, rows, d_offs, d_mask, n_splits, REVERSE=not ADJOINT, STATE=STATE)
 
     @triton.jit
-    def _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, y0_cols, y1_cols, state_cols,
-                        chunk, d_mask, length, REVERSE: tl.constexpr, HAS_Z: tl.constexpr,
-                        WRITE_DZ: tl.constexpr, N_DIRS: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr):
+    def _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                        chunk, d_mask, length, REVERSE: tl.constexpr, Z_MODE: tl.constexpr,
+                        STATE: tl.constexpr, BLOCK_L: tl.constexpr):
         """Everything the backward reads for one chunk, as stored: the entering
         state, u, delta, delta one step later in scan order, B, C, the output
-        gradient, z and (for dz) the sum of the directions' ungated y; unused
-        ones are stand-ins."""
+        gradient, z and the other direction's stashed y (stand-ins when unused)."""
         pos = chunk * BLOCK_L + tl.arange(0, BLOCK_L)
         l_mask = pos < length
         mask = l_mask[:, None] & d_mask[None, :]
@@ -398,28 +392,29 @@ if triton is not None:
         Cc = tl.load(C_cols + pos[:, None], mask=l_mask[:, None], other=0.0)
         g = tl.load(g_cols + pos[:, None], mask=mask, other=0.0)
         z = g
-        y_sum = tl.zeros_like(g.to(tl.float32))
-        if HAS_Z:
+        y_other = tl.zeros_like(g.to(tl.float32))
+        if Z_MODE != 0:
             z = tl.load(z_cols + pos[:, None], mask=mask, other=0.0)
-        if WRITE_DZ:
-            y_sum = tl.load(y0_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
-            if N_DIRS == 2:
-                y_sum += tl.load(y1_cols + pos[:, None], mask=mask, other=0.0).to(tl.float32)
-        return h0, u, delta, delta_next, Bc, Cc, g, z, y_sum
+        if Z_MODE == 2:
+            y_other = tl.load(ybuf_cols + pos[:, None], mask=mask, other=0.0)
+        return h0, u, delta, delta_next, Bc, Cc, g, z, y_other
 
     @triton.jit
     def _direction_backward(
-        u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, y0_cols, y1_cols, dz_cols, state_cols,
+        u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
         du_cols, ddt_cols, dB_cols, dC_cols, dA_ptr, dD_ptr, dbias_ptr,
-        A, Dskip, bias, lam_carry, d_offs, d_mask, length, chunk_lo, chunk_hi,
-        REVERSE: tl.constexpr, HAS_Z: tl.constexpr, WRITE_DZ: tl.constexpr, N_DIRS: tl.constexpr,
-        SOFTPLUS: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+        A, Dskip, bias, lam_carry, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
+        REVERSE: tl.constexpr, Z_MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Gradients of one direction over chunks [chunk_lo, chunk_hi), walked in
-        reverse scan order, time-major tiles as in _segment_forward.
-        ``lam_carry`` (STATE, BLOCK_D) is the adjoint state entering the segment.
-        WRITE_DZ: also write the gate's gradient (one direction does it, from
-        the directions' ungated y saved by the forward)."""
+        reverse scan order, time-major tiles as in _segment_forward. ``lam_carry``
+        (STATE, BLOCK_D) is the adjoint state entering the segment.
+
+        Z_MODE: 0 no gate; 1 gate, stash this direction's y (float32) in ybuf
+        for the other direction; 2 gate, add the stashed y and write dz to ybuf;
+        3 gate of a single direction: write dz to ybuf.
+        """
         l_offs = tl.arange(0, BLOCK_L)
         n_offs = tl.arange(0, STATE)
         A2 = A * LOG2E
@@ -427,13 +422,13 @@ if triton is not None:
         dD_acc = tl.sum(tl.zeros_like(A), axis=0)
         dbias_acc = tl.sum(tl.zeros_like(A), axis=0)
         chunk = chunk_lo if REVERSE else chunk_hi - 1
-        loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, y0_cols, y1_cols, state_cols,
-                                chunk, d_mask, length, REVERSE, HAS_Z, WRITE_DZ, N_DIRS, STATE, BLOCK_L)
+        loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                                chunk, d_mask, length, REVERSE, Z_MODE, STATE, BLOCK_L)
         for _ in range(0, chunk_hi - chunk_lo):
-            h0, u_raw, delta_raw, next_raw, B_raw, C_raw, g_raw, z_raw, y_sum = loads
+            h0, u_raw, delta_raw, next_raw, B_raw, C_raw, g_raw, z_raw, y_other = loads
             following = _next_chunk(chunk, chunk_lo, chunk_hi, not REVERSE)
-            loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, y0_cols, y1_cols, state_cols,
-                                    following, d_mask, length, REVERSE, HAS_Z, WRITE_DZ, N_DIRS, STATE, BLOCK_L)
+            loads = _backward_loads(u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
+                                    following, d_mask, length, REVERSE, Z_MODE, STATE, BLOCK_L)
             pos = chunk * BLOCK_L + l_offs
             l_mask = pos < length
             mask = l_mask[:, None] & d_mask[None, :]
@@ -447,15 +442,19 @@ if triton is not None:
             states, _ = _chunk_scan(decay, drive, h0, REVERSE, BLOCK_L)
 
             g = g_raw.to(tl.float32)
-            if HAS_Z:
+            if Z_MODE == 0:
+                dy = g
+            else:
                 z = z_raw.to(tl.float32)
                 sig = tl.sigmoid(z)
                 dy = g * z * sig
-                if WRITE_DZ:
-                    dz = g * y_sum * sig * (1.0 + z * (1.0 - sig))
-                    tl.store(dz_cols + pos[:, None], dz.to(dz_cols.dtype.element_ty), mask=mask)
-            else:
-                dy = g
+                y = tl.sum(states * Cc[:, :, None], axis=1) + Dskip[None, :] * u
+                if Z_MODE == 1:
+                    tl.store(ybuf_cols + pos[:, None], y, mask=mask)
+                else:
+                    if Z_MODE == 2:
+                        y += y_other
+                    tl.store(ybuf_cols + pos[:, None], g * y * sig * (1.0 + z * (1.0 - sig)), mask=mask)
 
             # Adjoint: lambda_t = C_t dy_t + decay_{next} lambda_{next}, run against
             # scan order; the next step's decay comes from a shifted load (0 beyond
@@ -522,109 +521,100 @@ if triton is not None:
 
     @triton.jit
     def _adjoint_end_kernel(
-        dt_f, A_f, C_f, D_f, bias_f, dt_b, A_b, C_b, D_b, bias_b, z_ptr, g_ptr, seg_ptr, dtsum_ptr,
-        batch, dim, length, n_chunks, chunks_per_split, n_splits,
+        dt_f, A_f, C_f, D_f, bias_f, dt_b, A_b, C_b, D_b, bias_b, z_ptr, g_ptr,
+        seg_f, seg_b, dtsum_f, dtsum_b,
+        dim, length, n_chunks, chunks_per_split, n_splits,
         s_dtfb, s_dtfd, s_Cfb, s_Cfn, s_dtbb, s_dtbd, s_Cbb, s_Cbn, s_zb, s_zd, s_gb, s_gd,
         BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
         STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Grid (directions x batch, channel blocks, segments): every segment's
-        local adjoint end state, one direction per program."""
-        e = tl.program_id(0)
-        direction = e // batch
-        b = (e - direction * batch).to(tl.int64)
+        """Grid (batch, channel blocks, segments): every segment's local adjoint end state."""
+        b = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
         split = tl.program_id(2)
         chunk_lo = split * chunks_per_split
         chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
         n_offs = tl.arange(0, STATE)
-        rows = e.to(tl.int64) * dim + d_offs
-        seg_ptrs = seg_ptr + (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
-        dts_ptrs = dtsum_ptr + rows * n_splits + split
+        rows = b * dim + d_offs
+        seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
         z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
         g_cols = g_ptr + b * s_gb + d_offs[None, :] * s_gd
-        if direction == 0:
-            keep = split > 0  # the forward direction's adjoint ends in segment 0
+        if split > 0:  # the forward direction's adjoint ends in segment 0
             A, _, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
             lam, dts = _segment_adjoint_end(
                 dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
                 z_cols, g_cols, A, bias, d_mask, length, chunk_lo, chunk_hi,
                 REVERSE=False, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS, BLOCK_L=BLOCK_L)
-            tl.store(seg_ptrs, lam, mask=d_mask[None, :] & keep)
-            tl.store(dts_ptrs, dts, mask=d_mask & keep)
-        else:
-            if BIDIRECTIONAL:
-                keep = split < n_splits - 1  # the backward direction's adjoint ends in the last segment
+            tl.store(seg_f + seg_offs, lam, mask=d_mask[None, :])
+            tl.store(dtsum_f + rows * n_splits + split, dts, mask=d_mask)
+        if BIDIRECTIONAL:
+            if split < n_splits - 1:  # the backward direction's adjoint ends in the last segment
                 A, _, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
                 lam, dts = _segment_adjoint_end(
                     dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
                     z_cols, g_cols, A, bias, d_mask, length, chunk_lo, chunk_hi,
                     REVERSE=True, HAS_Z=HAS_Z, SOFTPLUS=SOFTPLUS, BLOCK_L=BLOCK_L)
-                tl.store(seg_ptrs, lam, mask=d_mask[None, :] & keep)
-                tl.store(dts_ptrs, dts, mask=d_mask & keep)
+                tl.store(seg_b + seg_offs, lam, mask=d_mask[None, :])
+                tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
 
     @triton.jit
     def _scan_bwd_kernel(
-        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f,
         du_f, ddt_f, dB_f, dC_f, dA_f, dD_f, dbias_f,
-        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
+        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b,
         du_b, ddt_b, dB_b, dC_b, dA_b, dD_b, dbias_b,
-        chunks_ptr, z_ptr, g_ptr, ybuf_ptr, dz_ptr, seg_ptr,
-        batch, dim, length, n_chunks, chunks_per_split, n_splits,
+        z_ptr, g_ptr, ybuf_ptr, seg_f, seg_b,
+        dim, length, n_chunks, chunks_per_split, n_splits,
         s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
         s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
         s_zb, s_zd, s_gb, s_gd,
-        BIDIRECTIONAL: tl.constexpr, N_DIRS: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+        BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr, Z_FIRST: tl.constexpr, SOFTPLUS: tl.constexpr,
         SPLIT: tl.constexpr, STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Grid (directions x batch, channel blocks, segments), one direction per
-        program; with SPLIT each segment starts from the adjoint state the carry
-        kernel left in ``seg``. du, ddelta, dz are contiguous (batch, dim,
-        length); dB, dC float32 (batch, state, length); dA (dim, state), dD,
-        dbias (dim,) float32, zero-initialised (accumulated atomically)."""
-        e = tl.program_id(0)
-        direction = e // batch
-        b = (e - direction * batch).to(tl.int64)
+        """Grid (batch, channel blocks, segments); with SPLIT each segment starts
+        from the adjoint state the carry kernel left in ``seg_*``. Z_FIRST: the forward direction's Z_MODE
+        (see _direction_backward). Gradient outputs du, ddelta are
+        contiguous (batch, dim, length); dB, dC float32 (batch, state, length);
+        dA (dim, state), dD, dbias (dim,) float32, all zero-initialised where
+        atomically accumulated."""
+        b = tl.program_id(0).to(tl.int64)
         d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = d_offs < dim
-        split = tl.program_id(2)
-        chunk_lo = split * chunks_per_split
-        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
         n_offs = tl.arange(0, STATE)
-        rows = b * dim + d_offs  # rows of the (batch, dim, length) tensors
-        dir_rows = e.to(tl.int64) * dim + d_offs  # rows of the per-direction buffers
-        state_cols = chunks_ptr + dir_rows[None, :] * n_chunks * STATE
+        rows = b * dim + d_offs
+        state_cols = rows[None, :] * n_chunks * STATE
         grad_cols = rows[None, :] * length
         bc_grad_cols = (b * STATE + n_offs[None, :]) * length
         z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
         g_cols = g_ptr + b * s_gb + d_offs[None, :] * s_gd
-        y0_cols = ybuf_ptr + grad_cols
-        y1_cols = ybuf_ptr + (batch * dim + rows[None, :]) * length
-        dz_cols = dz_ptr + grad_cols
-        seg_ptrs = seg_ptr + (dir_rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
-        lam0 = tl.load(seg_ptrs, mask=d_mask[None, :], other=0.0) if SPLIT else tl.zeros([STATE, BLOCK_D], tl.float32)
-        if direction == 0:
-            A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        ybuf_cols = ybuf_ptr + grad_cols
+        split = tl.program_id(2)
+        chunk_lo = split * chunks_per_split
+        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
+        zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
+
+        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        lam0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+        _direction_backward(
+            u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
+            B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
+            z_cols, g_cols, ybuf_cols, chunks_f + state_cols,
+            du_f + grad_cols, ddt_f + grad_cols, dB_f + bc_grad_cols, dC_f + bc_grad_cols, dA_f, dD_f, dbias_f,
+            A, Dskip, bias, lam0, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
+            REVERSE=False, Z_MODE=Z_FIRST, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
+        if BIDIRECTIONAL:
+            tl.debug_barrier()  # the stashed forward-direction y is read by other threads
+            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            lam0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
             _direction_backward(
-                u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
-                B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
-                z_cols, g_cols, y0_cols, y1_cols, dz_cols, state_cols,
-                du_f + grad_cols, ddt_f + grad_cols, dB_f + bc_grad_cols, dC_f + bc_grad_cols, dA_f, dD_f, dbias_f,
-                A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
-                REVERSE=False, HAS_Z=HAS_Z, WRITE_DZ=HAS_Z, N_DIRS=N_DIRS, SOFTPLUS=SOFTPLUS,
-                STATE=STATE, BLOCK_L=BLOCK_L)
-        else:
-            if BIDIRECTIONAL:
-                A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
-                _direction_backward(
-                    u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
-                    B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
-                    z_cols, g_cols, y0_cols, y1_cols, dz_cols, state_cols,
-                    du_b + grad_cols, ddt_b + grad_cols, dB_b + bc_grad_cols, dC_b + bc_grad_cols, dA_b, dD_b,
-                    dbias_b, A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
-                    REVERSE=True, HAS_Z=HAS_Z, WRITE_DZ=False, N_DIRS=N_DIRS, SOFTPLUS=SOFTPLUS,
-                    STATE=STATE, BLOCK_L=BLOCK_L)
+                u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
+                B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
+                z_cols, g_cols, ybuf_cols, chunks_b + state_cols,
+                du_b + grad_cols, ddt_b + grad_cols, dB_b + bc_grad_cols, dC_b + bc_grad_cols, dA_b, dD_b, dbias_b,
+                A, Dskip, bias, lam0, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
+                REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
 
 def _launch_options(num_warps: int, max_registers: Optional[int]) -> dict:
@@ -653,20 +643,6 @@ def _row_strides(direction: ScanInputs) -> list[int]:
             B.stride(0), B.stride(1), C.stride(0), C.stride(1)]
 
 
-def _segments(batch: int, dim: int, length: int, block_d: int, config: TritonScanConfig) -> tuple[int, int]:
-    """(segments, chunks per segment), every segment non-empty."""
-    n_chunks = _cdiv(length, config.block_l)
-    splits = choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d))
-    chunks_per_split = _cdiv(n_chunks, splits)
-    return _cdiv(n_chunks, chunks_per_split), chunks_per_split
-
-
-#: What the forward keeps for the backward: the state entering every chunk,
-#: float32 (directions, batch, dim, n_chunks, state), and each direction's
-#: ungated y (directions, batch, dim, length), or None without a gate.
-SavedForBackward = tuple[Tensor, Optional[Tensor]]
-
-
 def scan_forward(
     forward: ScanInputs,
     backward: Optional[ScanInputs],
@@ -674,8 +650,12 @@ def scan_forward(
     delta_softplus: bool = True,
     config: TritonScanConfig = DEFAULT_CONFIG,
     save_states: bool = False,
-) -> tuple[Tensor, Optional[SavedForBackward]]:
-    """Launch the forward kernels (no autograd): returns (y, what the backward needs, or None)."""
+) -> tuple[Tensor, Optional[tuple[Tensor, Optional[Tensor]]]]:
+    """Launch the forward kernels (no autograd): returns (y, saved chunk states or None).
+
+    Saved states are float32 (batch, dim, ceil(length / config.block_l), state)
+    per direction: the state entering every chunk, in that direction's scan order.
+    """
     f = _prepare(forward)
     b = _prepare(backward) if backward is not None else f
     u = f[0]
@@ -685,36 +665,40 @@ def scan_forward(
         raise ValueError(f"triton scan: state size must be a power of two, got {state}")
     if z is not None:
         _check_unit_stride("z", z)
-    bidirectional = backward is not None
-    n_dirs = 2 if bidirectional else 1
+    zt = z if z is not None else u
     n_chunks = _cdiv(length, config.block_l)
-    splits, chunks_per_split = _segments(batch, dim, length, config.block_d, config)
+    splits = choose_splits(batch, dim, length, config)
+    chunks_per_split = _cdiv(n_chunks, splits)
+    splits = _cdiv(n_chunks, chunks_per_split)
+    out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     f32 = dict(device=u.device, dtype=torch.float32)
-    ybuf = torch.empty(n_dirs, batch, dim, length, device=u.device, dtype=u.dtype)
-    chunks = torch.empty(n_dirs, batch, dim, n_chunks, state, **f32) if save_states else ybuf
-    seg = torch.empty(n_dirs, batch, dim, splits, state, **f32) if splits > 1 else ybuf
-    dtsum = torch.empty(n_dirs, batch, dim, splits, **f32) if splits > 1 else ybuf
-    grid = (n_dirs * batch, _cdiv(dim, config.block_d), splits)
-    args = [*f, *b, ybuf, seg, dtsum, chunks, batch, dim, length, n_chunks, chunks_per_split, splits,
-            *_row_strides(f), *_row_strides(b)]
-    flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, SOFTPLUS=delta_softplus, SAVE_STATES=save_states,
-                 STATE=state, BLOCK_D=config.block_d, BLOCK_L=config.block_l,
+    bidirectional = backward is not None
+    if save_states:
+        chunks_f = torch.empty(batch, dim, n_chunks, state, **f32)
+        chunks_b = torch.empty(batch, dim, n_chunks, state, **f32) if bidirectional else chunks_f
+    else:
+        chunks_f = chunks_b = out  # never written
+    if splits > 1:
+        seg_f = torch.empty(batch, dim, splits, state, **f32)
+        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
+        dtsum_f = torch.empty(batch, dim, splits, **f32)
+        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
+    else:
+        seg_f = seg_b = dtsum_f = dtsum_b = out  # never read
+    grid = (batch, _cdiv(dim, config.block_d), splits)
+    args = [*f, *b, zt, out, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
+            dim, length, n_chunks, chunks_per_split, splits,
+            *_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1)]
+    flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
+                 SAVE_STATES=save_states, STATE=state, BLOCK_D=config.block_d, BLOCK_L=config.block_l,
                  **_launch_options(config.num_warps, config.max_registers))
     if splits > 1:
         _scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
-        _scan_carry_kernel[grid[:2]](seg, dtsum, f[2], b[2], batch, dim, splits, BIDIRECTIONAL=bidirectional,
-                                     ADJOINT=False, STATE=state, BLOCK_D=config.block_d)
+        _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+                                     BIDIRECTIONAL=bidirectional, ADJOINT=False, STATE=state,
+                                     BLOCK_D=config.block_d)
     _scan_fwd_kernel[grid](*args, END_STATES=False, **flags)
-    if n_dirs == 1 and z is None:
-        out = ybuf[0]
-    else:
-        out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
-        zt = z if z is not None else u
-        block = min(1024, triton.next_power_of_2(length))
-        _gate_sum_kernel[(batch * dim, _cdiv(length, block))](
-            ybuf, zt, out, batch, dim, length, zt.stride(0), zt.stride(1),
-            N_DIRS=n_dirs, HAS_Z=z is not None, BLOCK=block)
-    saved = (chunks, ybuf if z is not None else None) if save_states else None
+    saved = (chunks_f, chunks_b if bidirectional else None) if save_states else None
     return out, saved
 
 
@@ -722,7 +706,7 @@ def scan_backward(
     forward: ScanInputs,
     backward: Optional[ScanInputs],
     z: Optional[Tensor],
-    saved: SavedForBackward,
+    saved: tuple[Tensor, Optional[Tensor]],
     grad_out: Tensor,
     delta_softplus: bool = True,
     config: TritonScanConfig = DEFAULT_CONFIG,
@@ -736,13 +720,11 @@ def scan_backward(
     u = f[0]
     batch, dim, length = u.shape
     state = f[2].shape[1]
-    bidirectional = backward is not None
-    n_dirs = 2 if bidirectional else 1
     n_chunks = _cdiv(length, config.block_l)
-    chunks, ybuf = saved
-    if chunks.shape != (n_dirs, batch, dim, n_chunks, state):
-        raise ValueError(f"triton scan backward: saved states {tuple(chunks.shape)} do not match "
-                         f"block_l={config.block_l} (expected {(n_dirs, batch, dim, n_chunks, state)})")
+    if saved[0].shape != (batch, dim, n_chunks, state):
+        raise ValueError(f"triton scan backward: saved states {tuple(saved[0].shape)} do not match "
+                         f"block_l={config.block_l} (expected {(batch, dim, n_chunks, state)})")
+    bidirectional = backward is not None
     if grad_out.stride(-1) != 1:
         grad_out = grad_out.contiguous()
     zt = z if z is not None else u
@@ -756,32 +738,37 @@ def scan_backward(
 
     grads_f = grad_buffers(f)
     grads_b = grad_buffers(b) if bidirectional else grads_f
-    dz = torch.empty(batch, dim, length, device=u.device, dtype=z.dtype) if z is not None else grads_f[0]
-    ybuf = ybuf if ybuf is not None else grads_f[0]  # read only with a gate
+    ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
+    chunks_b = saved[1] if bidirectional else saved[0]
     block_d = config.backward_block_d
-    splits, chunks_per_split = _segments(batch, dim, length, block_d, config)
-    grid = (n_dirs * batch, _cdiv(dim, block_d), splits)
-    options = _launch_options(config.backward_num_warps, config.backward_max_registers)
-    s_f, s_b = _row_strides(f), _row_strides(b)
-    gate_strides = [zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1)]
+    splits = choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d))
+    chunks_per_split = _cdiv(n_chunks, splits)
+    splits = _cdiv(n_chunks, chunks_per_split)
+    grid = (batch, _cdiv(dim, block_d), splits)
+    strides = [*_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1)]
     if splits > 1:
-        seg = torch.empty(n_dirs, batch, dim, splits, state, **f32)
-        dtsum = torch.empty(n_dirs, batch, dim, splits, **f32)
+        seg_f = torch.empty(batch, dim, splits, state, **f32)
+        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
+        dtsum_f = torch.empty(batch, dim, splits, **f32)
+        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
+        s_f, s_b = _row_strides(f), _row_strides(b)
         _adjoint_end_kernel[grid](
-            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg, dtsum,
-            batch, dim, length, n_chunks, chunks_per_split, splits,
-            s_f[2], s_f[3], s_f[6], s_f[7], s_b[2], s_b[3], s_b[6], s_b[7], *gate_strides,
+            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg_f, seg_b, dtsum_f, dtsum_b,
+            dim, length, n_chunks, chunks_per_split, splits,
+            s_f[2], s_f[3], s_f[6], s_f[7], s_b[2], s_b[3], s_b[6], s_b[7], *strides[16:],
             BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l, **options)
-        _scan_carry_kernel[grid[:2]](seg, dtsum, f[2], b[2], batch, dim, splits, BIDIRECTIONAL=bidirectional,
-                                     ADJOINT=True, STATE=state, BLOCK_D=block_d)
+            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
+            **_launch_options(config.backward_num_warps, config.backward_max_registers))
+        _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+                                     BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=block_d)
     else:
-        seg = chunks  # never read
+        seg_f = seg_b = ybuf  # never read
     _scan_bwd_kernel[grid](
-        *f, *grads_f, *b, *grads_b, chunks, zt, grad_out, ybuf, dz, seg,
-        batch, dim, length, n_chunks, chunks_per_split, splits, *s_f, *s_b, *gate_strides,
-        BIDIRECTIONAL=bidirectional, N_DIRS=n_dirs, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-        SPLIT=splits > 1, STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l, **options)
+        *f, saved[0], *grads_f, *b, chunks_b, *grads_b, zt, grad_out, ybuf, seg_f, seg_b,
+        dim, length, n_chunks, chunks_per_split, splits, *strides,
+        BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, Z_FIRST=(1 if bidirectional else 3) if z is not None else 0,
+        SOFTPLUS=delta_softplus, SPLIT=splits > 1, STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
+        **_launch_options(config.backward_num_warps, config.backward_max_registers))
 
     def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
         du, ddelta, dB, dC, dA, dD, dbias = grads
@@ -790,7 +777,8 @@ def scan_backward(
 
     out_f = in_input_order(forward, grads_f)
     out_b = in_input_order(backward, grads_b) if bidirectional else None
-    return out_f, out_b, (dz if z is not None else None)
+    dz = ybuf.to(z.dtype) if z is not None else None
+    return out_f, out_b, dz
 
 
 class _BidirectionalScanFunction(torch.autograd.Function):
@@ -809,10 +797,10 @@ class _BidirectionalScanFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        z, chunks, ybuf, *tensors = ctx.saved_tensors
+        z, chunks_f, chunks_b, *tensors = ctx.saved_tensors
         forward = tuple(tensors[:7])
         backward = tuple(tensors[7:]) if tensors[7] is not None else None
-        grads_f, grads_b, dz = scan_backward(forward, backward, z, (chunks, ybuf), grad_out,
+        grads_f, grads_b, dz = scan_backward(forward, backward, z, (chunks_f, chunks_b), grad_out,
                                              ctx.delta_softplus, ctx.config)
         return (None, None, dz, *grads_f, *(grads_b if grads_b is not None else [None] * 7))
 
