@@ -79,7 +79,9 @@ class TritonScanConfig:
       (:func:`choose_splits`).
     - max_registers: per-thread register cap given to ptxas (None: its
       choice); it sets how many programs fit on an SM at once.
-    - backward_*: the same for the backward kernels.
+    - backward_*: the same for the backward kernels;
+      backward_split_max_registers replaces backward_max_registers when the
+      sequence is split (measured: then 16 programs per SM beat 12).
 
     Defaults come from ``benchmarks/scan_speed.py --sweep`` on an H100
     (docs/benchmarks.md).
@@ -95,6 +97,7 @@ class TritonScanConfig:
     backward_block_d: int = 8
     backward_num_warps: int = 1
     backward_max_registers: Optional[int] = 168
+    backward_split_max_registers: Optional[int] = 128
 
 
 DEFAULT_CONFIG = TritonScanConfig()
@@ -745,6 +748,8 @@ def scan_backward(
     chunks_per_split = _cdiv(n_chunks, splits)
     splits = _cdiv(n_chunks, chunks_per_split)
     grid = (batch, _cdiv(dim, block_d), splits)
+    options = _launch_options(config.backward_num_warps,
+                              config.backward_max_registers if splits == 1 else config.backward_split_max_registers)
     strides = [*_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1)]
     if splits > 1:
         seg_f = torch.empty(batch, dim, splits, state, **f32)
@@ -757,8 +762,7 @@ def scan_backward(
             dim, length, n_chunks, chunks_per_split, splits,
             s_f[2], s_f[3], s_f[6], s_f[7], s_b[2], s_b[3], s_b[6], s_b[7], *strides[16:],
             BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
-            **_launch_options(config.backward_num_warps, config.backward_max_registers))
+            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l, **options)
         _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
                                      BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=block_d)
     else:
@@ -768,7 +772,7 @@ def scan_backward(
         dim, length, n_chunks, chunks_per_split, splits, *strides,
         BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, Z_FIRST=(1 if bidirectional else 3) if z is not None else 0,
         SOFTPLUS=delta_softplus, SPLIT=splits > 1, STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
-        **_launch_options(config.backward_num_warps, config.backward_max_registers))
+        **options)
 
     def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
         du, ddelta, dB, dC, dA, dD, dbias = grads
