@@ -109,8 +109,8 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
     Measured on an H100 (docs/benchmarks.md): with enough (batch x channel
     block) programs that the sequence needs no splitting, the Triton forward is
     1.3-1.6x and its backward 1.1x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32);
-    with fewer, splitting brings the forward to 0.93-0.97x and the backward to
-    0.7-0.8x.
+    with fewer, splitting brings the forward to 0.93-0.98x and the backward to
+    0.7-1.0x.
     """
     return batch * _cdiv(dim, config.block_d) >= config.min_programs
 
