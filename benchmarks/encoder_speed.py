@@ -185,8 +185,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--scan-backends", nargs="+", default=["auto"],
-                        help="VideoMamba scan backends to compare in inference (training always uses auto, "
-                             "which picks the CUDA or PyTorch scan since the Triton kernel is forward-only)")
+                        help="VideoMamba scan backends to compare (auto, triton, cuda, torch), inference and training")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -205,7 +204,7 @@ def main() -> None:
                     batch = max(1, batch // 2)
                 for batch in args.batches or [batch]:
                     for kind in args.models:
-                        backends = args.scan_backends if kind == "videomamba" and mode == "inference" else ["auto"]
+                        backends = args.scan_backends if kind == "videomamba" else ["auto"]
                         for backend in backends:
                             row = bench_one(kind, width, frames, batch, mode, device, args, backend)
                             rows.append(row)
