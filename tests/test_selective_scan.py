@@ -204,3 +204,18 @@ def test_triton_is_preferred_only_with_enough_parallel_work():
     assert not triton_scan_preferred(4, 384)    # Ti, 64 frames, batch 4: measured slower
     assert triton_scan_preferred(16, 768)       # S, batch 16
     assert not triton_scan_preferred(4, 768)    # S, 64 frames, batch 4
+
+
+def test_auto_backend_policy_on_cuda(monkeypatch):
+    """What "auto" picks on a CUDA device, from the measurements in docs/benchmarks.md."""
+    scan_module = sys.modules["encoders.ops.selective_scan"]  # the package exports a function of that name
+    cuda = torch.device("cuda")
+    monkeypatch.delenv(SCAN_BACKEND_ENV, raising=False)
+    monkeypatch.setattr(scan_module, "triton_available", lambda: True)
+    monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: True)
+    monkeypatch.setattr(scan_module, "_mamba_ssm_scan_fn", lambda: object())
+    assert resolve_scan_backend("auto", cuda, problem=(32, 384)) == "triton"   # Ti, 8 frames: faster
+    assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "cuda"      # Ti, 64 frames, batch 4
+    assert resolve_scan_backend("auto", cuda, problem=(32, 384), training=True) == "cuda"  # memory
+    monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: False)     # no mamba-ssm installed
+    assert resolve_scan_backend("auto", cuda, problem=(4, 384), training=True) == "triton"

@@ -31,7 +31,9 @@ writing y. That costs a second pass of exponentials and buys ``splits``-fold
 parallelism.
 
 Backward. The forward saves the state entering every chunk (float32,
-(batch, dim, n_chunks, state) per direction). The backward walks the chunks in
+(batch, dim, n_chunks, state) per direction: with 4-step chunks and 16 states,
+4x the bytes of u per position, which is why "auto" trains with mamba-ssm
+when it is installed). The backward walks the chunks in
 reverse scan order, re-scans each chunk's states from the saved one, and runs
 the adjoint recurrence lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1}
 (mirrored for the backward direction) as a reverse scan. The decay of the NEXT
