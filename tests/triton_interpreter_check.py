@@ -27,6 +27,10 @@ CASES = {
                                            {"bidirectional": False}),
     "no gate, no softplus": (1, 3, 33, TritonScanConfig(block_d=4, block_l=8, num_warps=1, splits=2),
                              {"gate": False, "softplus": False}),
+    "states kept every 3 chunks, 2 segments": (
+        2, 5, 61, TritonScanConfig(block_d=4, block_l=4, num_warps=1, splits=2, state_checkpoint_chunks=3), {}),
+    "states kept every chunk": (
+        1, 4, 29, TritonScanConfig(block_d=4, block_l=4, num_warps=1, state_checkpoint_chunks=1), {}),
 }
 
 

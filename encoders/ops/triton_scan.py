@@ -81,6 +81,10 @@ class TritonScanConfig:
       (:func:`choose_splits`).
     - max_registers: per-thread register cap given to ptxas (None: its
       choice); it sets how many programs fit on an SM at once.
+    - state_checkpoint_chunks: for training, the forward keeps the state
+      entering every this many chunks (1: every chunk); the backward restores
+      the rest in one parallel re-scan launch, into a buffer that lives only
+      while that layer's backward runs.
     - backward_*: the same for the backward kernels;
       backward_split_max_registers replaces backward_max_registers when the
       sequence is split (measured: then 16 programs per SM beat 12).
@@ -100,6 +104,7 @@ class TritonScanConfig:
     backward_num_warps: int = 1
     backward_max_registers: Optional[int] = 168
     backward_split_max_registers: Optional[int] = 128
+    state_checkpoint_chunks: int = 16
 
 
 DEFAULT_CONFIG = TritonScanConfig()
@@ -226,6 +231,7 @@ if triton is not None:
         A, Dskip, bias, h, d_mask, length, chunk_lo, chunk_hi,
         REVERSE: tl.constexpr, WRITE_OUT: tl.constexpr, ACCUMULATE: tl.constexpr, GATE: tl.constexpr,
         SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr, STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+        CKPT: tl.constexpr = 1,
     ):
         """Scan chunks [chunk_lo, chunk_hi) in scan order (descending if REVERSE)
         from state ``h`` (STATE, BLOCK_D). Tiles are time-major, (BLOCK_L, STATE,
@@ -248,8 +254,14 @@ if triton is not None:
                                    WRITE_OUT, ACCUMULATE, GATE, BLOCK_L)
             pos = chunk * BLOCK_L + l_offs
             mask = (pos < length)[:, None] & d_mask[None, :]
-            if SAVE_STATES:  # the state entering this chunk, for the backward pass
-                tl.store(state_cols + chunk * STATE + n_offs[:, None], h, mask=d_mask[None, :])
+            if SAVE_STATES:
+                # For the backward: the state entering the first chunk (in scan
+                # order) of every group of CKPT chunks, in slot chunk // CKPT.
+                if REVERSE:
+                    first = (chunk % CKPT == CKPT - 1) | (chunk == tl.cdiv(length, BLOCK_L) - 1)
+                else:
+                    first = chunk % CKPT == 0
+                tl.store(state_cols + (chunk // CKPT) * STATE + n_offs[:, None], h, mask=d_mask[None, :] & first)
             u = u_raw.to(tl.float32)
             dt, _ = _delta_to_dt(delta_raw, bias, mask, SOFTPLUS)
             decay = tl.exp2(dt[:, None, :] * A2[None, :, :])  # (BLOCK_L, STATE, BLOCK_D)
@@ -273,12 +285,12 @@ if triton is not None:
         u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
         z_ptr, out_ptr, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
-        dim, length, n_chunks, chunks_per_split, n_splits,
+        dim, length, n_chunks, chunks_per_split, n_splits, n_slots,
         s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
         s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
         s_zb, s_zd,
         END_STATES: tl.constexpr, SPLIT: tl.constexpr, BIDIRECTIONAL: tl.constexpr, HAS_Z: tl.constexpr,
-        SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr,
+        SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr, CKPT: tl.constexpr,
         STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Grid (batch, channel blocks, segments). END_STATES: write each
@@ -294,7 +306,7 @@ if triton is not None:
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs  # row of (batch, dim) in out and the state buffers
         seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]  # (STATE, BLOCK_D)
-        state_cols = rows[None, :] * n_chunks * STATE
+        state_cols = rows[None, :] * n_slots * STATE  # n_slots = ceil(n_chunks / CKPT)
         out_cols = out_ptr + rows[None, :] * length
         z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
         zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
@@ -320,7 +332,7 @@ if triton is not None:
                 u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
                 A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
                 REVERSE=False, WRITE_OUT=True, ACCUMULATE=False, GATE=HAS_Z and not BIDIRECTIONAL,
-                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
+                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L, CKPT=CKPT)
 
         if BIDIRECTIONAL:
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
@@ -345,7 +357,50 @@ if triton is not None:
                     u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
                     A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
                     REVERSE=True, WRITE_OUT=True, ACCUMULATE=True, GATE=HAS_Z,
-                    SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L)
+                    SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L, CKPT=CKPT)
+
+    @triton.jit
+    def _restore_states_kernel(
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
+        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
+        ckpt_f, ckpt_b, chunks_f, chunks_b,
+        dim, length, n_chunks, n_slots,
+        s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
+        s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
+        BIDIRECTIONAL: tl.constexpr, SOFTPLUS: tl.constexpr, CKPT: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """Grid (batch, channel blocks, groups of CKPT chunks): the state entering
+        every chunk (``chunks_*``, (batch, dim, n_chunks, state)) re-scanned from
+        the one the forward kept per group (``ckpt_*``, (batch, dim, n_slots,
+        state)); groups are independent, so this runs fully parallel."""
+        b = tl.program_id(0).to(tl.int64)
+        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        d_mask = d_offs < dim
+        group = tl.program_id(2)
+        chunk_lo = group * CKPT
+        chunk_hi = tl.minimum(chunk_lo + CKPT, n_chunks)
+        n_offs = tl.arange(0, STATE)
+        rows = b * dim + d_offs
+        ckpt_offs = (rows[None, :] * n_slots + group) * STATE + n_offs[:, None]
+        state_cols = rows[None, :] * n_chunks * STATE
+        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        _segment_forward(
+            u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
+            B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
+            u_f, u_f, chunks_f + state_cols, A, Dskip, bias,
+            tl.load(ckpt_f + ckpt_offs, mask=d_mask[None, :], other=0.0), d_mask, length, chunk_lo, chunk_hi,
+            REVERSE=False, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+            SAVE_STATES=True, STATE=STATE, BLOCK_L=BLOCK_L)
+        if BIDIRECTIONAL:
+            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            _segment_forward(
+                u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
+                B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
+                u_b, u_b, chunks_b + state_cols, A, Dskip, bias,
+                tl.load(ckpt_b + ckpt_offs, mask=d_mask[None, :], other=0.0), d_mask, length, chunk_lo, chunk_hi,
+                REVERSE=True, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+                SAVE_STATES=True, STATE=STATE, BLOCK_L=BLOCK_L)
 
     @triton.jit
     def _carry_direction(seg_ptr, dtsum_ptr, A_ptr, rows, d_offs, d_mask, n_splits,
@@ -656,10 +711,11 @@ def scan_forward(
     config: TritonScanConfig = DEFAULT_CONFIG,
     save_states: bool = False,
 ) -> tuple[Tensor, Optional[tuple[Tensor, Optional[Tensor]]]]:
-    """Launch the forward kernels (no autograd): returns (y, saved chunk states or None).
+    """Launch the forward kernels (no autograd): returns (y, saved states or None).
 
-    Saved states are float32 (batch, dim, ceil(length / config.block_l), state)
-    per direction: the state entering every chunk, in that direction's scan order.
+    Saved states are float32 (batch, dim, n_slots, state) per direction, n_slots
+    = ceil(n_chunks / config.state_checkpoint_chunks): the state entering the
+    first chunk (in that direction's scan order) of every group of chunks.
     """
     f = _prepare(forward)
     b = _prepare(backward) if backward is not None else f
@@ -678,9 +734,10 @@ def scan_forward(
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     f32 = dict(device=u.device, dtype=torch.float32)
     bidirectional = backward is not None
+    n_slots = _cdiv(n_chunks, config.state_checkpoint_chunks)
     if save_states:
-        chunks_f = torch.empty(batch, dim, n_chunks, state, **f32)
-        chunks_b = torch.empty(batch, dim, n_chunks, state, **f32) if bidirectional else chunks_f
+        chunks_f = torch.empty(batch, dim, n_slots, state, **f32)
+        chunks_b = torch.empty(batch, dim, n_slots, state, **f32) if bidirectional else chunks_f
     else:
         chunks_f = chunks_b = out  # never written
     if splits > 1:
@@ -692,10 +749,11 @@ def scan_forward(
         seg_f = seg_b = dtsum_f = dtsum_b = out  # never read
     grid = (batch, _cdiv(dim, config.block_d), splits)
     args = [*f, *b, zt, out, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
-            dim, length, n_chunks, chunks_per_split, splits,
+            dim, length, n_chunks, chunks_per_split, splits, n_slots,
             *_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1)]
     flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-                 SAVE_STATES=save_states, STATE=state, BLOCK_D=config.block_d, BLOCK_L=config.block_l,
+                 SAVE_STATES=save_states, CKPT=config.state_checkpoint_chunks, STATE=state,
+                 BLOCK_D=config.block_d, BLOCK_L=config.block_l,
                  **_launch_options(config.num_warps, config.max_registers))
     if splits > 1:
         _scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
@@ -705,6 +763,27 @@ def scan_forward(
     _scan_fwd_kernel[grid](*args, END_STATES=False, **flags)
     saved = (chunks_f, chunks_b if bidirectional else None) if save_states else None
     return out, saved
+
+
+def _restore_chunk_states(f: ScanInputs, b: Optional[ScanInputs], saved: tuple[Tensor, Optional[Tensor]],
+                          delta_softplus: bool, config: TritonScanConfig) -> tuple[Tensor, Optional[Tensor]]:
+    """The state entering every chunk, from the forward's per-group checkpoints."""
+    if config.state_checkpoint_chunks == 1:
+        return saved
+    batch, dim, length = f[0].shape
+    state = f[2].shape[1]
+    n_chunks = _cdiv(length, config.block_l)
+    n_slots = saved[0].shape[2]
+    chunks_f = torch.empty(batch, dim, n_chunks, state, device=f[0].device, dtype=torch.float32)
+    chunks_b = torch.empty_like(chunks_f) if b is not None else chunks_f
+    other = b if b is not None else f
+    _restore_states_kernel[(batch, _cdiv(dim, config.block_d), n_slots)](
+        *f, *other, saved[0], saved[1] if b is not None else saved[0], chunks_f, chunks_b,
+        dim, length, n_chunks, n_slots, *_row_strides(f), *_row_strides(other),
+        BIDIRECTIONAL=b is not None, SOFTPLUS=delta_softplus, CKPT=config.state_checkpoint_chunks,
+        STATE=state, BLOCK_D=config.block_d, BLOCK_L=config.block_l,
+        **_launch_options(config.num_warps, config.max_registers))
+    return chunks_f, (chunks_b if b is not None else None)
 
 
 def scan_backward(
@@ -726,10 +805,13 @@ def scan_backward(
     batch, dim, length = u.shape
     state = f[2].shape[1]
     n_chunks = _cdiv(length, config.block_l)
-    if saved[0].shape != (batch, dim, n_chunks, state):
+    n_slots = _cdiv(n_chunks, config.state_checkpoint_chunks)
+    if saved[0].shape != (batch, dim, n_slots, state):
         raise ValueError(f"triton scan backward: saved states {tuple(saved[0].shape)} do not match "
-                         f"block_l={config.block_l} (expected {(batch, dim, n_chunks, state)})")
+                         f"block_l={config.block_l}, state_checkpoint_chunks={config.state_checkpoint_chunks} "
+                         f"(expected {(batch, dim, n_slots, state)})")
     bidirectional = backward is not None
+    saved = _restore_chunk_states(f, b if bidirectional else None, saved, delta_softplus, config)
     if grad_out.stride(-1) != 1:
         grad_out = grad_out.contiguous()
     zt = z if z is not None else u
