@@ -30,10 +30,11 @@ each segment's true start state, (3) every segment re-run from its start state,
 writing y. That costs a second pass of exponentials and buys ``splits``-fold
 parallelism.
 
-Backward. The forward saves the state entering every chunk (float32,
-(batch, dim, n_chunks, state) per direction: with 4-step chunks and 16 states,
-4x the bytes of u per position, which is why "auto" trains with mamba-ssm
-when it is installed). The backward walks the chunks in
+Backward. For training the forward keeps the state entering every 16th chunk
+(float32, (batch, dim, n_chunks / 16, state) per direction: with 4-step chunks
+and 16 states, half the bytes of a bf16 u); the backward first restores every chunk's entering
+state from those, one parallel re-scan launch into a buffer that lives only
+while this layer's backward runs. It then walks the chunks in
 reverse scan order, re-scans each chunk's states from the saved one, and runs
 the adjoint recurrence lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1}
 (mirrored for the backward direction) as a reverse scan. The decay of the NEXT
@@ -115,7 +116,7 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
 
     Measured on an H100 (docs/benchmarks.md): with enough (batch x channel
     block) programs that the sequence needs no splitting, the Triton forward is
-    1.3-1.6x and its backward 1.1x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32);
+    1.3-1.6x and its backward 1.0-1.1x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32);
     with fewer, splitting brings the forward to 0.93-0.98x and the backward to
     0.7-1.0x.
     """
