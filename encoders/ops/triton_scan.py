@@ -164,6 +164,25 @@ if triton is not None:
         return tl.where(x > 20.0, x, tl.where(x < -15.0, tl.exp(x), tl.log(1.0 + tl.exp(x))))
 
     @triton.jit
+    def _program_tile(dim, n_chunks, chunks_per_group, BLOCK_D: tl.constexpr):
+        """What a program of a (batch, channel blocks, groups of chunks) grid
+        owns: (clip b as int64, d_offs, d_mask, group, chunk_lo, chunk_hi)."""
+        b = tl.program_id(0).to(tl.int64)
+        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+        group = tl.program_id(2)
+        chunk_lo = group * chunks_per_group
+        return b, d_offs, d_offs < dim, group, chunk_lo, tl.minimum(chunk_lo + chunks_per_group, n_chunks)
+
+    @triton.jit
+    def _direction_cols(u_ptr, dt_ptr, B_ptr, C_ptr, b, d_offs, s_ub, s_ud, s_dtb, s_dtd, s_Bb, s_Bn, s_Cb, s_Cn,
+                        STATE: tl.constexpr):
+        """Clip b's per-channel (u, delta: (1, BLOCK_D)) and per-state (B, C:
+        (1, STATE)) pointers of one direction; callers add positions."""
+        n_offs = tl.arange(0, STATE)
+        return (u_ptr + b * s_ub + d_offs[None, :] * s_ud, dt_ptr + b * s_dtb + d_offs[None, :] * s_dtd,
+                B_ptr + b * s_Bb + n_offs[None, :] * s_Bn, C_ptr + b * s_Cb + n_offs[None, :] * s_Cn)
+
+    @triton.jit
     def _direction_params(A_ptr, D_ptr, bias_ptr, d_offs, d_mask, STATE: tl.constexpr):
         """A as (STATE, BLOCK_D), D and delta_bias (BLOCK_D,), all float32."""
         n_offs = tl.arange(0, STATE)
@@ -298,12 +317,7 @@ if triton is not None:
         segment's end state from a zero start (launch 1 of 3). Otherwise write
         y, starting each segment from the state the carry kernel left in
         ``seg_*`` (if SPLIT) or from zero."""
-        b = tl.program_id(0).to(tl.int64)
-        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-        d_mask = d_offs < dim
-        split = tl.program_id(2)
-        chunk_lo = split * chunks_per_split
-        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        b, d_offs, d_mask, split, chunk_lo, chunk_hi = _program_tile(dim, n_chunks, chunks_per_split, BLOCK_D)
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs  # row of (batch, dim) in out and the state buffers
         seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]  # (STATE, BLOCK_D)
@@ -314,10 +328,7 @@ if triton is not None:
 
         # Forward direction. Its output is ungated unless it is the only one.
         A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
-        u_cols = u_f + b * s_ufb + d_offs[None, :] * s_ufd
-        dt_cols = dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd
-        B_cols = B_f + b * s_Bfb + n_offs[None, :] * s_Bfn
-        C_cols = C_f + b * s_Cfb + n_offs[None, :] * s_Cfn
+        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_f, dt_f, B_f, C_f, b, d_offs, s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, STATE)
         if END_STATES:
             if split < n_splits - 1:  # the last segment's end state is never used
                 h, dts = _segment_forward(
@@ -337,10 +348,7 @@ if triton is not None:
 
         if BIDIRECTIONAL:
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
-            u_cols = u_b + b * s_ubb + d_offs[None, :] * s_ubd
-            dt_cols = dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd
-            B_cols = B_b + b * s_Bbb + n_offs[None, :] * s_Bbn
-            C_cols = C_b + b * s_Cbb + n_offs[None, :] * s_Cbn
+            u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_b, dt_b, B_b, C_b, b, d_offs, s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, STATE)
             if END_STATES:
                 if split > 0:  # the backward direction ends in segment 0
                     h, dts = _segment_forward(
@@ -375,30 +383,23 @@ if triton is not None:
         every chunk (``chunks_*``, (batch, dim, n_chunks, state)) re-scanned from
         the one the forward kept per group (``ckpt_*``, (batch, dim, n_slots,
         state)); groups are independent, so this runs fully parallel."""
-        b = tl.program_id(0).to(tl.int64)
-        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-        d_mask = d_offs < dim
-        group = tl.program_id(2)
-        chunk_lo = group * CKPT
-        chunk_hi = tl.minimum(chunk_lo + CKPT, n_chunks)
+        b, d_offs, d_mask, group, chunk_lo, chunk_hi = _program_tile(dim, n_chunks, CKPT, BLOCK_D)
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs
         ckpt_offs = (rows[None, :] * n_slots + group) * STATE + n_offs[:, None]
         state_cols = rows[None, :] * n_chunks * STATE
         A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
+        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_f, dt_f, B_f, C_f, b, d_offs, s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, STATE)
         _segment_forward(
-            u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
-            B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
-            u_f, u_f, chunks_f + state_cols, A, Dskip, bias,
+            u_cols, dt_cols, B_cols, C_cols, u_f, u_f, chunks_f + state_cols, A, Dskip, bias,
             tl.load(ckpt_f + ckpt_offs, mask=d_mask[None, :], other=0.0), d_mask, length, chunk_lo, chunk_hi,
             REVERSE=False, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
             SAVE_STATES=True, STATE=STATE, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
+            u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_b, dt_b, B_b, C_b, b, d_offs, s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, STATE)
             _segment_forward(
-                u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
-                B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
-                u_b, u_b, chunks_b + state_cols, A, Dskip, bias,
+                u_cols, dt_cols, B_cols, C_cols, u_b, u_b, chunks_b + state_cols, A, Dskip, bias,
                 tl.load(ckpt_b + ckpt_offs, mask=d_mask[None, :], other=0.0), d_mask, length, chunk_lo, chunk_hi,
                 REVERSE=True, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
                 SAVE_STATES=True, STATE=STATE, BLOCK_L=BLOCK_L)
@@ -464,7 +465,7 @@ if triton is not None:
     def _direction_backward(
         u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, state_cols,
         du_cols, ddt_cols, dB_cols, dC_cols, dA_ptr, dD_ptr, dbias_ptr,
-        A, Dskip, bias, lam_carry, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
+        A, Dskip, bias, lam_carry, d_offs, d_mask, length, chunk_lo, chunk_hi,
         REVERSE: tl.constexpr, Z_MODE: tl.constexpr, SOFTPLUS: tl.constexpr,
         STATE: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
@@ -590,12 +591,7 @@ if triton is not None:
         STATE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
         """Grid (batch, channel blocks, segments): every segment's local adjoint end state."""
-        b = tl.program_id(0).to(tl.int64)
-        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-        d_mask = d_offs < dim
-        split = tl.program_id(2)
-        chunk_lo = split * chunks_per_split
-        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        b, d_offs, d_mask, split, chunk_lo, chunk_hi = _program_tile(dim, n_chunks, chunks_per_split, BLOCK_D)
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs
         seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
@@ -639,9 +635,7 @@ if triton is not None:
         contiguous (batch, dim, length); dB, dC float32 (batch, state, length);
         dA (dim, state), dD, dbias (dim,) float32, all zero-initialised where
         atomically accumulated."""
-        b = tl.program_id(0).to(tl.int64)
-        d_offs = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-        d_mask = d_offs < dim
+        b, d_offs, d_mask, split, chunk_lo, chunk_hi = _program_tile(dim, n_chunks, chunks_per_split, BLOCK_D)
         n_offs = tl.arange(0, STATE)
         rows = b * dim + d_offs
         state_cols = rows[None, :] * n_chunks * STATE
@@ -650,31 +644,26 @@ if triton is not None:
         z_cols = z_ptr + b * s_zb + d_offs[None, :] * s_zd
         g_cols = g_ptr + b * s_gb + d_offs[None, :] * s_gd
         ybuf_cols = ybuf_ptr + grad_cols
-        split = tl.program_id(2)
-        chunk_lo = split * chunks_per_split
-        chunk_hi = tl.minimum(chunk_lo + chunks_per_split, n_chunks)
         seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
         zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
 
         A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
         lam0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_f, dt_f, B_f, C_f, b, d_offs, s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, STATE)
         _direction_backward(
-            u_f + b * s_ufb + d_offs[None, :] * s_ufd, dt_f + b * s_dtfb + d_offs[None, :] * s_dtfd,
-            B_f + b * s_Bfb + n_offs[None, :] * s_Bfn, C_f + b * s_Cfb + n_offs[None, :] * s_Cfn,
-            z_cols, g_cols, ybuf_cols, chunks_f + state_cols,
+            u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, chunks_f + state_cols,
             du_f + grad_cols, ddt_f + grad_cols, dB_f + bc_grad_cols, dC_f + bc_grad_cols, dA_f, dD_f, dbias_f,
-            A, Dskip, bias, lam0, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
+            A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
             REVERSE=False, Z_MODE=Z_FIRST, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
             tl.debug_barrier()  # the stashed forward-direction y is read by other threads
             A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
             lam0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+            u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_b, dt_b, B_b, C_b, b, d_offs, s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, STATE)
             _direction_backward(
-                u_b + b * s_ubb + d_offs[None, :] * s_ubd, dt_b + b * s_dtbb + d_offs[None, :] * s_dtbd,
-                B_b + b * s_Bbb + n_offs[None, :] * s_Bbn, C_b + b * s_Cbb + n_offs[None, :] * s_Cbn,
-                z_cols, g_cols, ybuf_cols, chunks_b + state_cols,
+                u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, chunks_b + state_cols,
                 du_b + grad_cols, ddt_b + grad_cols, dB_b + bc_grad_cols, dC_b + bc_grad_cols, dA_b, dD_b, dbias_b,
-                A, Dskip, bias, lam0, d_offs, d_mask, length, n_chunks, chunk_lo, chunk_hi,
+                A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
                 REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
 
@@ -704,6 +693,13 @@ def _row_strides(direction: ScanInputs) -> list[int]:
             B.stride(0), B.stride(1), C.stride(0), C.stride(1)]
 
 
+def _segments(batch: int, dim: int, length: int, block_d: int, config: TritonScanConfig) -> tuple[int, int]:
+    """(segments, chunks per segment) for programs of ``block_d`` channels; every segment non-empty."""
+    n_chunks = _cdiv(length, config.block_l)
+    chunks_per_split = _cdiv(n_chunks, choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d)))
+    return _cdiv(n_chunks, chunks_per_split), chunks_per_split
+
+
 def scan_forward(
     forward: ScanInputs,
     backward: Optional[ScanInputs],
@@ -729,9 +725,7 @@ def scan_forward(
         _check_unit_stride("z", z)
     zt = z if z is not None else u
     n_chunks = _cdiv(length, config.block_l)
-    splits = choose_splits(batch, dim, length, config)
-    chunks_per_split = _cdiv(n_chunks, splits)
-    splits = _cdiv(n_chunks, chunks_per_split)
+    splits, chunks_per_split = _segments(batch, dim, length, config.block_d, config)
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     f32 = dict(device=u.device, dtype=torch.float32)
     bidirectional = backward is not None
@@ -829,9 +823,7 @@ def scan_backward(
     ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
     chunks_b = saved[1] if bidirectional else saved[0]
     block_d = config.backward_block_d
-    splits = choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d))
-    chunks_per_split = _cdiv(n_chunks, splits)
-    splits = _cdiv(n_chunks, chunks_per_split)
+    splits, chunks_per_split = _segments(batch, dim, length, block_d, config)
     grid = (batch, _cdiv(dim, block_d), splits)
     options = _launch_options(config.backward_num_warps,
                               config.backward_max_registers if splits == 1 else config.backward_split_max_registers)
