@@ -25,8 +25,9 @@ same :class:`index.encoder.Encoder`; it serialises forward passes with its own l
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from sqlalchemy import select
 
@@ -169,15 +170,14 @@ class IndexBackend:
             last[:] = [event]
             progress(index_progress(event))
 
-        with LibraryStore(self.library, writable=True) as store:
+        with self._writing() as store:
             summary = build_library(store, self.engine.encoder, roots, self.build_config, progress=on_event)
-        self.engine.store.refresh(force=True)
         final = index_progress(last[0])
         logger.info("indexing summary: %s", summary.to_dict())
         return final
 
     def add_caption_corpus(self, path: Path, source: str) -> int:
-        with LibraryStore(self.library, writable=True) as store:
+        with self._writing() as store:
             summary = add_texts(store, self.engine.encoder, read_captions(path), source)
         return summary.added
 
@@ -188,13 +188,21 @@ class IndexBackend:
             index.errors.NotALibraryRootError: ``folder`` is not a library root.
             index.errors.LibraryBusyError: another process is writing the library.
         """
-        with LibraryStore(self.library, writable=True) as store:
+        with self._writing() as store:
             summary = remove_roots(store, [str(folder)])
-        self.engine.store.refresh(force=True)
         dropped = remove_cached_thumbnails(self.engine.thumbnail_folder, summary.video_ids)
         logger.info("removed %s: %d videos, %d segments, %d thumbnails", ", ".join(summary.roots), summary.videos,
                     summary.segments, dropped)
         return summary.videos
+
+    @contextmanager
+    def _writing(self) -> Iterator[LibraryStore]:
+        """The library opened for writing. When it closes, the search engine
+        catches up at once: its own refresh is rate-limited, and a search right
+        after a write (captions added, a folder indexed or removed) must see it."""
+        with LibraryStore(self.library, writable=True) as store:
+            yield store
+        self.engine.store.refresh(force=True)
 
     def close(self) -> None:
         self.engine.close()

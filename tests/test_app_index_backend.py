@@ -3,6 +3,7 @@ per-folder counts from ``index.roots``, removing folders, on a real library with
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -190,3 +191,20 @@ def test_searches_and_an_indexing_run_share_the_encoder(service, tmp_path):
     finally:
         encoder.model.encode_video, encoder.model.encode_text = real
     assert searches >= 2 and most[0] == 1
+
+
+def test_captions_added_are_searchable_at_once(service, tmp_path, monkeypatch):
+    """A caption corpus added right after indexing is seen by the very next search,
+    however long the engine otherwise waits between looks at the library."""
+    lib = tmp_path / "lib"
+    write_library_folder(lib)
+    service.index_folder(str(lib))
+    _wait(service)
+    store = service.backend.engine.store
+    monkeypatch.setattr(store, "config", dataclasses.replace(store.config, refresh_interval_s=3600.0))
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a red square\na blue circle\na green triangle\n")
+    assert service.backend.add_caption_corpus(captions, "shapes") == 3
+    video = next(p for p in sorted(lib.rglob("*.mp4")))
+    texts, _ = service.video_to_text(None, str(video), None, None, 3)
+    assert sorted(t.text for t in texts) == ["a blue circle", "a green triangle", "a red square"]
