@@ -71,7 +71,8 @@ from index.schema import (
 from index.store import LibraryConfig, LibraryStore, Transaction, delete_videos
 from index.vectors import VectorConfig
 from index.walk import FileEntry, WalkConfig, normalise_root, walk_videos
-from index.workers import VideoPlan, WorkResult, decode_clips, default_workers, make_executor, plan_video
+from index.workers import (VideoPlan, WorkResult, decode_clips, default_workers, make_executor, plan_video,
+                           task_outcome)
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,14 @@ class BuildConfig:
 
     Attributes:
         segmentation: windows (default 10 s, no overlap) or shots.
-        workers: decoder processes (0 = decode in this process).
+        workers: decoder processes (0 = decode in this process). A file whose decoder
+            crashes its process is recorded as failed (``WorkerCrashedError``) and the
+            run goes on with a fresh process.
+        task_timeout_s: a worker task (probing and segmenting one file, or decoding
+            ``chunk_segments`` clips of it) still running after this many seconds is
+            killed and its file recorded as failed (``WorkerTimeoutError``). It is the
+            backstop for a decoder call that never returns; ``decode.timeout_s`` is
+            checked between frames. None or 0: no limit. Not enforced with ``workers=0``.
         chunk_segments: clips decoded per worker task.
         reindex: drop every vector and re-encode everything with the given model.
         retry_failed: try files recorded as failed again even when unchanged.
@@ -97,6 +105,7 @@ class BuildConfig:
 
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     workers: int = 0
+    task_timeout_s: float | None = 1800.0
     chunk_segments: int = 16
     reindex: bool = False
     retry_failed: bool = False
@@ -387,7 +396,7 @@ class _Indexer:
         if not jobs:
             return
         config = self.config
-        executor = make_executor(config.workers)
+        executor = make_executor(config.workers, config.task_timeout_s)
         window = max(2, 2 * max(config.workers, 1))
         try:
             plan_queue: deque[tuple[_Job, Any]] = deque()
@@ -406,7 +415,7 @@ class _Indexer:
                 while plan_queue:
                     job, future = plan_queue.popleft()
                     top_up_plans()
-                    result: WorkResult = future.result()
+                    result = task_outcome(future)
                     if not result.ok:
                         self._record_failure(job.entry, job.fingerprint, job.root_id, job.replaces, result)
                         continue
@@ -436,7 +445,7 @@ class _Indexer:
                 if not inflight:
                     break
                 job, first, future = inflight.popleft()
-                result = future.result()
+                result = task_outcome(future)
                 if job.error is None and not result.ok:
                     job.error = result
                 if job.error is None:
@@ -519,6 +528,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--shots", action="store_true", help="segment by shot changes instead of windows")
     parser.add_argument("--max-shot", type=float, default=30.0, help="split longer shots into windows (seconds)")
     parser.add_argument("--workers", type=int, default=default_workers(), help="decoder processes (0 = inline)")
+    parser.add_argument("--task-timeout", type=float, default=BuildConfig.task_timeout_s, metavar="S",
+                        help="kill a decoder task running longer than S seconds and record its file as failed "
+                             f"(0 = no limit; default {BuildConfig.task_timeout_s:g})")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="clips per encoder batch (default: 32 on a GPU, 8 on a CPU)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
@@ -544,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             segmentation = SegmentationConfig(method="shots", max_segment_s=args.max_shot)
         else:
             segmentation = SegmentationConfig(method="window", window_s=args.window, stride_s=args.stride)
-        config = BuildConfig(segmentation=segmentation, workers=args.workers, reindex=args.reindex,
+        config = BuildConfig(segmentation=segmentation, workers=args.workers, task_timeout_s=args.task_timeout,
+                             reindex=args.reindex,
                              retry_failed=args.retry_failed, progress=not args.no_progress,
                              decode=DecodeConfig(num_threads=1, seek_mode="keyframe" if args.fast_seek else "exact"))
         encoder = Encoder(EncoderConfig(checkpoint=args.model, device=args.device, batch_size=args.batch_size))

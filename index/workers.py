@@ -1,18 +1,20 @@
 """Work done in decoder processes during indexing: probe + segment a file, decode clips.
 
-Functions here run in ``spawn``-started worker processes (or inline with
-``workers=0``). They never raise: every outcome is a :class:`WorkResult`, so one
-bad file cannot take the pool down, and errors keep their class name and reason.
+Functions here run in ``spawn``-started worker processes of a
+:class:`index.worker_pool.SupervisedPool` (or inline with ``workers=0``). They
+never raise: every outcome is a :class:`WorkResult`, and errors keep their class
+name and reason. What they cannot report themselves - the decoder crashing the
+process, or a call that never returns - the pool turns into a failed result of
+that one task (:func:`task_outcome`), so one bad file cannot stop the run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from multiprocessing import get_context
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from data.decode import DecodeConfig
 from data.sampling import SamplingConfig
 from data.segments import SegmentationConfig
 from data.transforms import TransformConfig
+from index.worker_pool import SupervisedPool, WorkerLostError
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +115,22 @@ class InlineExecutor(Executor):
         return future
 
 
-def make_executor(workers: int) -> Executor:
-    """``workers`` spawn-started processes (one torch thread each), or inline for 0."""
+def make_executor(workers: int, task_timeout_s: Optional[float] = None) -> Executor:
+    """``workers`` supervised spawn-started processes (one torch thread each), or inline for 0.
+
+    ``task_timeout_s``: a task still running after this many seconds is killed
+    with its process (None: no limit; not enforced inline)."""
     if workers <= 0:
         return InlineExecutor()
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker)
+    return SupervisedPool(workers, task_timeout_s=task_timeout_s, initializer=_init_worker)
+
+
+def task_outcome(future: Future) -> WorkResult:
+    """The :class:`WorkResult` of a submitted task; a lost worker (crash, timeout) is a failed result."""
+    try:
+        return future.result()
+    except WorkerLostError as error:
+        return _failure(error)
 
 
 def default_workers() -> int:
@@ -125,4 +139,4 @@ def default_workers() -> int:
 
 
 __all__ = ["InlineExecutor", "VideoPlan", "WorkResult", "decode_clips", "default_workers", "make_executor",
-           "plan_video"]
+           "plan_video", "task_outcome"]

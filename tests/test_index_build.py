@@ -111,6 +111,37 @@ def test_incremental_runs(tmp_path, encoder):
         assert reader.vector_count(SPACE_VIDEOS) == len(_videos(reader))
 
 
+def test_a_decoder_that_crashes_or_hangs_fails_only_its_file(tmp_path, encoder, monkeypatch):
+    """With decoder processes, a segfault or a call that never returns is that file's failure,
+    recorded like any corrupt file; the other files are indexed and the run ends."""
+    from tests import pool_tasks
+
+    monkeypatch.setattr("index.build.decode_clips", pool_tasks.decode_clips_or_misbehave)
+    lib = tmp_path / "lib"
+    for name, seed in [("a.mp4", 1), ("crash.mp4", 2), ("b.mp4", 3), ("hang.mp4", 4), ("c.mp4", 5)]:
+        pattern_video(lib / name, seed=seed, seconds=2)
+    config = BuildConfig(segmentation=SegmentationConfig(window_s=1.0), progress=False, workers=2,
+                         task_timeout_s=5.0)
+    with LibraryStore(LibraryConfig(db=str(tmp_path / "lib.db")), writable=True) as store:
+        started = time.monotonic()
+        summary = build_library(store, encoder, [str(lib)], config)
+        assert time.monotonic() - started < 120
+        assert summary.indexed == 3
+        failed = {Path(f["path"]).name: f for f in summary.failed}
+        assert failed.keys() == {"crash.mp4", "hang.mp4"}
+        assert failed["crash.mp4"]["error_type"] == "WorkerCrashedError"
+        assert "SIGSEGV" in failed["crash.mp4"]["reason"]
+        assert failed["hang.mp4"]["error_type"] == "WorkerTimeoutError"
+        rows = _videos(store)
+        assert rows[str(lib / "crash.mp4")].status == STATUS_FAILED
+        assert rows[str(lib / "hang.mp4")].error_type == "WorkerTimeoutError"
+        assert all(rows[str(lib / n)].status == STATUS_INDEXED for n in ("a.mp4", "b.mp4", "c.mp4"))
+        _check_consistent(store)
+        # Recorded failures are not retried while the files are unchanged.
+        again = build_library(store, encoder, [str(lib)], config)
+        assert (again.unchanged, again.previously_failed, again.indexed) == (3, 2, 0)
+
+
 def test_model_mismatch_is_refused_and_reindex_switches(tmp_path, encoder, checkpoint):
     lib = tmp_path / "lib"
     pattern_video(lib / "a.mp4", seed=1, seconds=2)
