@@ -92,7 +92,9 @@ class BuildConfig:
             ``chunk_segments`` clips of it) still running after this many seconds is
             killed and its file recorded as failed (``WorkerTimeoutError``). It is the
             backstop for a decoder call that never returns; ``decode.timeout_s`` is
-            checked between frames. None or 0: no limit. Not enforced with ``workers=0``.
+            checked between frames. Shot segmentation reads every frame in one task, so
+            shot-segmenting a video of several hours may need more. None or 0: no limit.
+            Not enforced with ``workers=0``.
         chunk_segments: clips decoded per worker task.
         reindex: drop every vector and re-encode everything with the given model.
         retry_failed: try files recorded as failed again even when unchanged.
@@ -105,7 +107,7 @@ class BuildConfig:
 
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     workers: int = 0
-    task_timeout_s: float | None = 1800.0
+    task_timeout_s: float | None = 3600.0
     chunk_segments: int = 16
     reindex: bool = False
     retry_failed: bool = False
