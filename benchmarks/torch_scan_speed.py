@@ -1,7 +1,7 @@
 """The pure-PyTorch selective scan (the CPU path): this tree against an earlier revision.
 
-    python benchmarks/torch_scan_speed.py --baseline-rev 7a0c3d1
-    python benchmarks/torch_scan_speed.py --baseline-rev 7a0c3d1 --frames 8 16 --batches 1 8
+    python benchmarks/torch_scan_speed.py --baseline-rev c081fec
+    python benchmarks/torch_scan_speed.py --baseline-rev c081fec --frames 8 16 --batches 1 8
 
 The baseline is ``encoders/ops/selective_scan.py`` as it was at ``--baseline-rev``
 (read with ``git show``), loaded beside the current one, so both run in one
