@@ -245,7 +245,7 @@ def selective_scan_torch(
     nothing overflows); it takes ~3*sqrt(length) Python-level steps instead of
     ``length``. Chunk inputs are laid out step-major, so each step reads
     contiguous slices, and a step is one fused multiply-add of the state
-    (measured 1.5-1.9x the strided layout on a CPU, docs/benchmarks.md). All
+    (measured 1.5-1.7x the strided layout on a CPU, docs/benchmarks.md). All
     arithmetic is float32 (or float64 if the inputs are float64); the output
     has u's dtype.
     """
