@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Optional
 
@@ -71,10 +71,10 @@ class _Worker:
     ready: bool = False
     task: Optional[_Task] = None
     started_task_at: float = 0.0
-    pid: int = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.pid = int(self.process.pid or 0)
+    @property
+    def pid(self) -> Optional[int]:
+        return self.process.pid
 
 
 def _worker_main(conn: Connection, initializer: Optional[Callable[[], None]]) -> None:
