@@ -1,12 +1,15 @@
 """Bidirectional selective scan, forward and backward: Triton vs mamba-ssm vs PyTorch.
 
     python benchmarks/scan_speed.py                 # GPU, Ti and S widths, 8-64 frames, bf16
-    python benchmarks/scan_speed.py --sweep         # + Triton tile sizes at Ti 8 and 64 frames
+    python benchmarks/scan_speed.py --sweep         # + Gluon and Triton tile sizes
+    python benchmarks/scan_speed.py --gluon-sweep   # + Gluon forward tile sizes only
 
 What one bidirectional mixer needs per layer, timed side by side in one process:
-  * triton   : ``bidirectional_selective_scan_triton`` - both directions in one
+  * ours     : ``bidirectional_selective_scan_triton`` - both directions in one
                launch, backward direction by index arithmetic, shared gate z,
-               summed output; its autograd backward;
+               summed output; the forward is the Gluon kernel, the backward
+               (autograd) the Triton one;
+  * Triton kernels only: the same with the Triton forward kernel;
   * mamba-ssm: two ``selective_scan_fn`` calls plus the flips of the backward
                inputs (u, delta, B, C, z) and of its output, and the sum - what
                the unfused mixer does ("x2 + flips"); and the two calls alone on
@@ -36,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.ops.selective_scan import _mamba_ssm_scan_fn, selective_scan_torch  # noqa: E402
+from encoders.ops.gluon_scan import GluonScanConfig, gluon_available, gluon_scan_forward  # noqa: E402
 from encoders.ops.triton_scan import (  # noqa: E402
     DEFAULT_CONFIG,
     TritonScanConfig,
@@ -143,9 +147,38 @@ SWEEP_SHAPES = ((8, 32), (64, 4))  # (frames, batch) at Ti width
 SWEEP_MIN_PROGRAMS = (1, 512, 2048)  # 1: never split the sequence
 
 
+#: Gluon forward tiles, (block_l, states_per_thread, num_warps).
+GLUON_TILES = [(16, 8, 1), (8, 8, 1), (16, 4, 1), (8, 4, 1), (16, 16, 1), (16, 8, 2), (16, 4, 2)]
+GLUON_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 32, 8), (384, 64, 4), (768, 8, 32), (768, 64, 4))
+GLUON_MIN_PROGRAMS = (1, 512, 1024)
+
+
+def gluon_sweep() -> None:
+    """Gluon forward tiles and segment counts, Ti and S widths."""
+    print("\n### Gluon forward tiles\n")
+    print("| dim | frames | batch | block_l | states/thread | warps | min_programs | splits | fwd us |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+    for dim, frames, batch in GLUON_SHAPES:
+        length = 1 + 196 * frames
+        fwd, bwd, z = problem(batch, dim, length)
+        for (block_l, per_thread, warps), min_programs in itertools.product(GLUON_TILES, GLUON_MIN_PROGRAMS):
+            config = GluonScanConfig(block_l, per_thread, warps, min_programs=min_programs)
+            splits = config.choose_splits(batch, dim, length, STATE)
+            try:
+                t = cuda_time(lambda: gluon_scan_forward(fwd, bwd, z, True, config), iters=10)
+                result = f"{t * 1e6:.0f}"
+            except Exception as err:
+                result = f"failed: {type(err).__name__}"
+            print(f"| {dim} | {frames} | {batch} | {block_l} | {per_thread} | {warps} | {min_programs} | {splits} | "
+                  f"{result} |", flush=True)
+        del fwd, bwd, z
+
+
 def sweep() -> None:
     """Triton tiles and segment counts at Ti width, forward and backward, at
     8 frames batch 32 and 64 frames batch 4."""
+    if gluon_available():
+        gluon_sweep()
     print("\n### Forward tiles\n")
     print("| frames | batch | block_d | block_l | warps | max registers | min_programs | splits | fwd us |\n"
           "|---|---|---|---|---|---|---|---|---|")
@@ -193,7 +226,8 @@ def main() -> None:
                         help="batch = this / (frames * 196): 32 clips at 8 frames")
     parser.add_argument("--torch-max-frames", type=int, default=8)
     parser.add_argument("--no-backward", action="store_true")
-    parser.add_argument("--sweep", action="store_true", help="time Triton tile sizes first")
+    parser.add_argument("--sweep", action="store_true", help="time Gluon and Triton tile sizes first")
+    parser.add_argument("--gluon-sweep", action="store_true", help="time Gluon forward tile sizes first")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("scan_speed.py needs a CUDA device")
@@ -205,11 +239,13 @@ def main() -> None:
           f"exp2-only kernel {exp_peak / 1e12:.2f} T exp2/s; Triton config {DEFAULT_CONFIG}")
     if args.sweep:
         sweep()
+    elif args.gluon_sweep:
+        gluon_sweep()
     nan = float("nan")
     print("\n### Bidirectional scan, microseconds (lower is better)\n")
-    print("| width | frames | batch | pass | triton | mamba-ssm x2 + flips | mamba-ssm x2 | torch | "
-          "vs x2+flips | vs x2 | triton TB/s (% copy) | triton exp2 % of peak |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| width | frames | batch | pass | ours | Triton kernels only | mamba-ssm x2 + flips | mamba-ssm x2 | torch | "
+          "vs x2+flips | vs x2 | vs Triton only | TB/s (% copy) | exp2 % of peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for width in args.widths:
         dim = {"tiny": 384, "small": 768}[width]  # d_inner = 2 x embed_dim
         for frames in args.frames:
@@ -220,6 +256,7 @@ def main() -> None:
             inputs = [*fwd, *bwd, z]
             calls = {
                 "triton": triton_call(fwd, bwd, z),
+                "triton kernels": triton_call(fwd, bwd, z, dataclasses.replace(DEFAULT_CONFIG, gluon_forward=False)),
                 "flips": two_scans_call(mamba_scan, fwd, bwd, z, flips=True) if mamba_scan else None,
                 "x2": two_scans_call(mamba_scan, fwd, bwd, z, flips=False) if mamba_scan else None,
                 "torch": (two_scans_call(selective_scan_torch, fwd, bwd, z, flips=True)
@@ -239,9 +276,10 @@ def main() -> None:
                 t = times["triton"]
                 bound = (f"{bytes_moved / t / 1e12:.2f} ({100 * bytes_moved / t / bandwidth:.0f} %) | "
                          f"{100 * exps / t / exp_peak:.0f}" if label == "fwd" else " | ")
-                print(f"| {width} | {frames} | {batch} | {label} | {t * 1e6:.0f} | {times['flips'] * 1e6:.0f} | "
-                      f"{times['x2'] * 1e6:.0f} | {times['torch'] * 1e6:.0f} | {times['flips'] / t:.2f}x | "
-                      f"{times['x2'] / t:.2f}x | {bound} |")
+                print(f"| {width} | {frames} | {batch} | {label} | {t * 1e6:.0f} | {times['triton kernels'] * 1e6:.0f} | "
+                      f"{times['flips'] * 1e6:.0f} | {times['x2'] * 1e6:.0f} | {times['torch'] * 1e6:.0f} | "
+                      f"{times['flips'] / t:.2f}x | {times['x2'] / t:.2f}x | {times['triton kernels'] / t:.2f}x | "
+                      f"{bound} |", flush=True)
             del fwd, bwd, z, inputs, calls
             torch.cuda.empty_cache()
 

@@ -90,3 +90,27 @@ def triton_errors(batch: int, dim: int, length: int, config=None, bidirectional:
         # Gradients that are exactly 0 (dA at length 1) carry ~1e-8 of round-off: floor the scale.
         errors[".".join(filter(None, key))] = relative_error(leaf.grad, exact[key].grad, floor=1e-3)
     return errors
+
+
+def gluon_forward_errors(batch: int, dim: int, length: int, config=None, bidirectional: bool = True,
+                         gate: bool = True, softplus: bool = True, dtype: torch.dtype = torch.float32,
+                         seed: int = 0) -> float:
+    """Relative error of the Gluon forward scan's output against the float64
+    PyTorch scan, on fresh random inputs (CUDA)."""
+    from encoders.ops.gluon_scan import DEFAULT_GLUON_CONFIG, gluon_scan_forward
+
+    fwd = random_scan_inputs(batch, dim, length, 16, seed=seed, dtype=dtype, device="cuda")
+    bwd = random_scan_inputs(batch, dim, length, 16, seed=seed + 1, dtype=dtype, device="cuda")
+    for inputs in (fwd, bwd):
+        inputs["A"] = inputs["A"].float()
+        if not softplus:
+            inputs["delta"] = inputs["delta"].float().exp().to(dtype)
+    z = fwd["z"] if gate else None
+    y, _ = gluon_scan_forward(tuple(fwd[k] for k in DIRECTION_NAMES),
+                              tuple(bwd[k] for k in DIRECTION_NAMES) if bidirectional else None,
+                              z, softplus, config or DEFAULT_GLUON_CONFIG)
+    assert y.dtype == dtype, y.dtype
+    exact = lambda inputs: {k: v.double() for k, v in inputs.items()}  # noqa: E731
+    expected = reference_bidirectional(exact(fwd), exact(bwd) if bidirectional else None,
+                                       z.double() if gate else None, softplus)
+    return relative_error(y, expected)

@@ -21,7 +21,14 @@ from encoders.ops import (
     selective_scan_torch,
 )
 from encoders.ops.selective_scan import cuda_scan_available
-from scan_cases import INPUT_NAMES, random_scan_inputs, relative_error, triton_errors
+from scan_cases import (
+    DIRECTION_NAMES,
+    INPUT_NAMES,
+    gluon_forward_errors,
+    random_scan_inputs,
+    relative_error,
+    triton_errors,
+)
 
 
 def run_with_grads(fn, inputs: dict[str, torch.Tensor], cotangent: torch.Tensor, **kwargs):
@@ -137,12 +144,18 @@ def _skip_without_triton() -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("gluon_forward", [True, False])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2), (torch.float16, 1e-2)])
 @pytest.mark.parametrize("batch,length", [(1, 1), (3, 37), (2, 1569), (1, 12545), (64, 197)])
-def test_triton_scan_and_gradients_match_float64(dtype, tol, batch, length):
-    """Both directions, gate, softplus: output and all 15 input gradients."""
+def test_triton_scan_and_gradients_match_float64(dtype, tol, batch, length, gluon_forward):
+    """Both directions, gate, softplus: output and all 15 input gradients, with
+    the Gluon forward (whose saved states the Triton backward reads) and with
+    the Triton forward."""
+    from encoders.ops.triton_scan import TritonScanConfig
+
     _skip_without_triton()
-    errors = triton_errors(batch, 24, length, dtype=dtype, seed=length + batch)
+    errors = triton_errors(batch, 24, length, config=TritonScanConfig(gluon_forward=gluon_forward), dtype=dtype,
+                           seed=length + batch)
     assert max(errors.values()) <= tol, errors
 
 
@@ -154,8 +167,66 @@ def test_triton_split_sequence_matches_float64(splits):
     from encoders.ops.triton_scan import TritonScanConfig
 
     _skip_without_triton()
-    errors = triton_errors(2, 40, 3001, config=TritonScanConfig(splits=splits), seed=splits)
+    errors = triton_errors(2, 40, 3001, config=TritonScanConfig(splits=splits, gluon_forward=False), seed=splits)
     assert max(errors.values()) <= 1e-4, errors
+
+
+def _skip_without_gluon() -> None:
+    from encoders.ops.gluon_scan import gluon_available
+
+    _skip_without_triton()
+    if not gluon_available():
+        pytest.skip("this Triton has no Gluon")
+
+
+GLUON_TILES = [(16, 8, 1), (8, 16, 1), (16, 4, 2), (4, 2, 1)]  # (block_l, states_per_thread, num_warps)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", GLUON_TILES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2), (torch.float16, 1e-2)])
+@pytest.mark.parametrize("batch,dim,length", [(1, 24, 1), (3, 24, 37), (2, 40, 1569), (1, 48, 12545), (64, 24, 197)])
+def test_gluon_forward_matches_float64(tile, dtype, tol, batch, dim, length):
+    """The Gluon forward alone, every tile shape (lanes per channel 1 to 8),
+    short and long sequences (long ones at batch 1 split into segments)."""
+    from encoders.ops.gluon_scan import GluonScanConfig
+
+    _skip_without_gluon()
+    config = GluonScanConfig(*tile)
+    assert gluon_forward_errors(batch, dim, length, config, dtype=dtype, seed=length + batch) <= tol
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("splits", [2, 7, 1000])
+@pytest.mark.parametrize("bidirectional,gate,softplus", [(True, True, True), (False, True, True),
+                                                         (True, False, True), (False, False, False)])
+def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, softplus):
+    from encoders.ops.gluon_scan import GluonScanConfig
+
+    _skip_without_gluon()
+    error = gluon_forward_errors(2, 40, 3001, GluonScanConfig(splits=splits), bidirectional=bidirectional,
+                                 gate=gate, softplus=softplus, seed=0)
+    assert error <= 1e-4
+
+
+@pytest.mark.gpu
+def test_gluon_forward_saves_the_states_the_triton_forward_saves():
+    """Checkpointed states (what the Triton backward restarts from), split and not."""
+    from encoders.ops.gluon_scan import GluonScanConfig, gluon_scan_forward
+    from encoders.ops.triton_scan import TritonScanConfig, scan_forward
+
+    _skip_without_gluon()
+    fwd = random_scan_inputs(2, 40, 3001, 16, seed=1, device="cuda")
+    bwd = random_scan_inputs(2, 40, 3001, 16, seed=2, device="cuda")
+    direction = lambda inputs: tuple(inputs[k] for k in DIRECTION_NAMES)  # noqa: E731
+    triton_config = TritonScanConfig(gluon_forward=False)
+    y_t, (sf_t, sb_t) = scan_forward(direction(fwd), direction(bwd), fwd["z"], True, triton_config, save_states=True)
+    every = triton_config.block_l * triton_config.state_checkpoint_chunks
+    for splits in (1, 5):
+        y_g, (sf_g, sb_g) = gluon_scan_forward(direction(fwd), direction(bwd), fwd["z"], True,
+                                               GluonScanConfig(splits=splits), checkpoint_positions=every)
+        assert relative_error(y_g, y_t) <= 1e-5
+        assert relative_error(sf_g, sf_t) <= 1e-5 and relative_error(sb_g, sb_t) <= 1e-5
 
 
 @pytest.mark.gpu
@@ -198,12 +269,26 @@ def test_triton_kernels_match_float64_in_the_interpreter():
 
 
 def test_triton_is_preferred_only_with_enough_parallel_work():
-    from encoders.ops.triton_scan import triton_scan_preferred
+    from encoders.ops.triton_scan import TritonScanConfig, triton_scan_preferred
 
     assert triton_scan_preferred(32, 384)       # Ti, batch 32: measured faster
     assert not triton_scan_preferred(4, 384)    # Ti, 64 frames, batch 4: measured slower
     assert triton_scan_preferred(16, 768)       # S, batch 16
     assert not triton_scan_preferred(4, 768)    # S, 64 frames, batch 4
+    config = TritonScanConfig(gluon_forward=False)  # inference without the Gluon forward: the same rule
+    assert not triton_scan_preferred(4, 384, config, needs_grad=False)
+
+
+def test_inference_prefers_the_gluon_forward_everywhere(monkeypatch):
+    """Inference: the Gluon forward was measured faster than mamba-ssm at every shape."""
+    from encoders.ops import gluon_scan
+    from encoders.ops.triton_scan import triton_scan_preferred
+
+    monkeypatch.setattr(gluon_scan, "gluon_available", lambda: True)
+    assert triton_scan_preferred(4, 384, needs_grad=False)
+    assert not triton_scan_preferred(4, 384, needs_grad=True)
+    monkeypatch.setattr(gluon_scan, "gluon_available", lambda: False)
+    assert not triton_scan_preferred(4, 384, needs_grad=False)
 
 
 def test_auto_backend_policy_on_cuda(monkeypatch):
@@ -215,7 +300,7 @@ def test_auto_backend_policy_on_cuda(monkeypatch):
     monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: True)
     monkeypatch.setattr(scan_module, "_mamba_ssm_scan_fn", lambda: object())
     assert resolve_scan_backend("auto", cuda, problem=(32, 384)) == "triton"   # Ti, 8 frames: faster
-    assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "cuda"      # Ti, 64 frames, batch 4
+    assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "cuda"      # Ti, 64 frames, batch 4, training
     assert resolve_scan_backend("auto", cuda, problem=(16, 768)) == "triton"   # S, batch 16 (training too)
     monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: False)     # no mamba-ssm installed
     assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "triton"

@@ -168,7 +168,9 @@ class BiMambaMixer(nn.Module):
     def _fused_bidirectional(self, hidden: Tensor) -> bool:
         """Use the one-launch Triton path: CUDA tensors and the backend resolves to "triton"."""
         problem = (hidden.shape[0], self.d_inner)
-        return hidden.is_cuda and resolve_scan_backend(self.scan_backend, hidden.device, problem) == "triton"
+        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or self.A_log.requires_grad)
+        return hidden.is_cuda and resolve_scan_backend(self.scan_backend, hidden.device, problem,
+                                                       needs_grad=needs_grad) == "triton"
 
     def _project(self, x: Tensor, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor):
         """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its

@@ -80,15 +80,16 @@ _logged_choices: set[tuple[str, str, str]] = set()
 
 
 def resolve_scan_backend(backend: Optional[str], device: torch.device,
-                         problem: Optional[tuple[int, int]] = None) -> str:
+                         problem: Optional[tuple[int, int]] = None, needs_grad: bool = True) -> str:
     """Turn a requested backend (one of ``SCAN_BACKENDS`` or None) into a concrete one.
 
     Order of precedence: explicit argument (if not None/"auto"), then the
     ``MAMBASEARCH_SCAN_BACKEND`` environment variable, then automatic choice.
     Raises :class:`ScanBackendUnavailable` if an explicitly requested backend
     cannot run here (wrong device or missing package). ``problem`` =
-    (batch, dim) lets "auto" pick the Triton kernels only where they were
-    measured to beat mamba-ssm (:func:`triton_scan_preferred`); without it, or
+    (batch, dim) and ``needs_grad`` (a backward may follow) let "auto" pick
+    this project's kernels only where they were measured to beat mamba-ssm
+    (:func:`triton_scan_preferred`); without it, or
     without mamba-ssm, "auto" on CUDA is Triton. The same rule holds for
     training: there the Triton step was measured 1.08x faster with 12 % less
     peak memory where it is preferred (VideoMamba-S, batch 16).
@@ -108,7 +109,7 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device,
         # CUDA fallback when mamba-ssm is not installed.
         triton_ok = device.type == "cuda" and triton_available()
         mamba_ok = device.type == "cuda" and cuda_scan_available()
-        if triton_ok and (not mamba_ok or problem is None or triton_scan_preferred(*problem)):
+        if triton_ok and (not mamba_ok or problem is None or triton_scan_preferred(*problem, needs_grad=needs_grad)):
             chosen = "triton"
         elif mamba_ok:
             chosen = "cuda"
@@ -146,7 +147,9 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with mamba-ssm's contract (see the module docstring)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    chosen = resolve_scan_backend(backend, u.device, problem=(u.shape[0], u.shape[1]))
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    chosen = resolve_scan_backend(backend, u.device, problem=(u.shape[0], u.shape[1]), needs_grad=needs_grad)
     if chosen == "triton" and return_last_state:
         if backend == "triton":
             raise ScanBackendUnavailable("selective-scan backend 'triton' does not return the last state")

@@ -86,6 +86,9 @@ class TritonScanConfig:
       entering every this many chunks (1: every chunk); the backward restores
       the rest in one parallel re-scan launch, into a buffer that lives only
       while that layer's backward runs.
+    - gluon_forward: run the forward with the Gluon kernel
+      (:mod:`encoders.ops.gluon_scan`, one thread per channel, measured
+      faster) where Gluon is available; its states feed this backward.
     - backward_*: the same for the backward kernels;
       backward_split_max_registers replaces backward_max_registers when the
       sequence is split (measured: then 16 programs per SM beat 12).
@@ -106,20 +109,29 @@ class TritonScanConfig:
     backward_max_registers: Optional[int] = 168
     backward_split_max_registers: Optional[int] = 128
     state_checkpoint_chunks: int = 16
+    gluon_forward: bool = True
 
 
 DEFAULT_CONFIG = TritonScanConfig()
 
 
-def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAULT_CONFIG) -> bool:
-    """Whether the Triton scan is expected to beat mamba-ssm at this (batch, dim).
+def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAULT_CONFIG,
+                          needs_grad: bool = True) -> bool:
+    """Whether this project's scan is expected to beat mamba-ssm at this (batch, dim).
 
-    Measured on an H100 (docs/benchmarks.md): with enough (batch x channel
-    block) programs that the sequence needs no splitting, the Triton forward is
-    1.3-1.6x and its backward 1.0-1.1x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32);
-    with fewer, splitting brings the forward to 0.93-0.98x and the backward to
-    0.7-1.0x.
+    Measured on an H100 (docs/benchmarks.md). Inference (``needs_grad``
+    False) with the Gluon forward: 1.8-2.6x two mamba-ssm calls at every
+    VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32), so always
+    where Gluon is available. Training: the backward decides; with enough
+    (batch x channel block) programs that the sequence needs no splitting it
+    is 1.0x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32), with fewer
+    0.6-0.9x.
     """
+    if not needs_grad and config.gluon_forward:
+        from .gluon_scan import gluon_available  # imported here: gluon_scan builds on this module
+
+        if gluon_available():
+            return True
     return batch * _cdiv(dim, config.block_d) >= config.min_programs
 
 
@@ -714,6 +726,14 @@ def scan_forward(
     = ceil(n_chunks / config.state_checkpoint_chunks): the state entering the
     first chunk (in that direction's scan order) of every group of chunks.
     """
+    if config.gluon_forward and forward[0].is_cuda:
+        # Imported here: gluon_scan builds on this module's contract.
+        from .gluon_scan import gluon_available, gluon_scan_forward
+
+        if gluon_available():
+            return gluon_scan_forward(
+                forward, backward, z, delta_softplus,
+                checkpoint_positions=config.block_l * config.state_checkpoint_chunks if save_states else None)
     f = _prepare(forward)
     b = _prepare(backward) if backward is not None else f
     u = f[0]
