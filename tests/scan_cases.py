@@ -103,8 +103,9 @@ def gluon_forward_errors(batch: int, dim: int, length: int, config=None, bidirec
     bwd = random_scan_inputs(batch, dim, length, 16, seed=seed + 1, dtype=dtype, device="cuda")
     for inputs in (fwd, bwd):
         inputs["A"] = inputs["A"].float()
-        if not softplus:
+        if not softplus:  # dt = delta + bias must stay positive, or long sequences overflow float64
             inputs["delta"] = inputs["delta"].float().exp().to(dtype)
+            inputs["delta_bias"] = inputs["delta_bias"].abs()
     z = fwd["z"] if gate else None
     y, _ = gluon_scan_forward(tuple(fwd[k] for k in DIRECTION_NAMES),
                               tuple(bwd[k] for k in DIRECTION_NAMES) if bidirectional else None,
