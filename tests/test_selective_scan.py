@@ -209,6 +209,41 @@ def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, sof
     assert error <= 1e-4
 
 
+@pytest.mark.parametrize("mode", ["output", "end_states", "single_direction"])
+def test_gluon_kernel_compiles_for_hopper_without_spills(mode, tmp_path):
+    """Without a GPU: the default Gluon tile compiles for sm_90a, and ptxas
+    reports no register spills (a spill would cost more than the tile saves)."""
+    triton = pytest.importorskip("triton")
+    from encoders.ops import gluon_scan
+
+    if not gluon_scan.gluon_available():
+        pytest.skip("this Triton has no Gluon")
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.exists():
+        pytest.skip("this Triton ships no ptxas")
+    config = gluon_scan.DEFAULT_GLUON_CONFIG
+    pointers = ["u_f", "dt_f", "A_f", "B_f", "C_f", "D_f", "bias_f", "u_b", "dt_b", "A_b", "B_b", "C_b", "D_b",
+                "bias_b", "z_ptr", "out_ptr", "ckpt_f", "ckpt_b", "seg_f", "seg_b", "dtsum_f", "dtsum_b"]
+    float32 = ("A_", "D_", "bias", "ckpt", "seg", "dtsum")
+    signature = {name: "*fp32" if name.startswith(float32) else "*bf16" for name in pointers}
+    signature.update({name: "i32" for name in ["dim", "length", "chunks_per_split", "n_splits", "n_slots", "s_ufb",
+                                               "s_dtfb", "s_Bfb", "s_Cfb", "s_ubb", "s_dtbb", "s_Bbb", "s_Cbb", "s_zb"]})
+    constants = dict(END_STATES=mode == "end_states", SPLIT=mode == "output", BIDIRECTIONAL=mode != "single_direction",
+                     HAS_Z=True, SOFTPLUS=True, SAVE_STATES=mode == "output", CKPT_CHUNKS=8, STATE=16,
+                     BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread)
+    signature.update({name: "constexpr" for name in constants})
+    source = GluonASTSource(gluon_scan._gluon_scan_fwd_kernel, signature=signature, constexprs=constants)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": config.num_warps})
+    (tmp_path / "scan.ptx").write_text(compiled.asm["ptx"])
+    report = subprocess.run([str(ptxas), "-v", "--gpu-name", "sm_90a", str(tmp_path / "scan.ptx"),
+                             "-o", str(tmp_path / "scan.cubin")], capture_output=True, text=True, check=True).stderr
+    assert "Used" in report, report
+    assert " 0 bytes spill stores" in report or "spill" not in report, report
+
+
 @pytest.mark.gpu
 def test_gluon_forward_saves_the_states_the_triton_forward_saves():
     """Checkpointed states (what the Triton backward restarts from), split and not."""
