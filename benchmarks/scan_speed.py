@@ -256,7 +256,8 @@ def main() -> None:
             inputs = [*fwd, *bwd, z]
             calls = {
                 "triton": triton_call(fwd, bwd, z),
-                "triton kernels": triton_call(fwd, bwd, z, dataclasses.replace(DEFAULT_CONFIG, gluon_forward=False)),
+                "triton kernels": triton_call(fwd, bwd, z, dataclasses.replace(DEFAULT_CONFIG, gluon_forward=False,
+                                                                                    gluon_backward=False)),
                 "flips": two_scans_call(mamba_scan, fwd, bwd, z, flips=True) if mamba_scan else None,
                 "x2": two_scans_call(mamba_scan, fwd, bwd, z, flips=False) if mamba_scan else None,
                 "torch": (two_scans_call(selective_scan_torch, fwd, bwd, z, flips=True)

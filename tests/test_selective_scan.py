@@ -143,20 +143,36 @@ def _skip_without_triton() -> None:
         pytest.skip("Triton is not installed")
 
 
+#: (Gluon forward, Gluon backward): the defaults, Gluon forward with the Triton backward, Triton only.
+KERNEL_CHOICES = [(True, True), (True, False), (False, False)]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("gluon_forward", [True, False])
+@pytest.mark.parametrize("gluon_forward,gluon_backward", KERNEL_CHOICES)
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2), (torch.float16, 1e-2)])
 @pytest.mark.parametrize("batch,length", [(1, 1), (3, 37), (2, 1569), (1, 12545), (64, 197)])
-def test_triton_scan_and_gradients_match_float64(dtype, tol, batch, length, gluon_forward):
-    """Both directions, gate, softplus: output and all 15 input gradients, with
-    the Gluon forward (whose saved states the Triton backward reads) and with
-    the Triton forward."""
+def test_triton_scan_and_gradients_match_float64(dtype, tol, batch, length, gluon_forward, gluon_backward):
+    """Both directions, gate, softplus: output and all 15 input gradients, for
+    every forward / backward kernel pairing (each backward restarts from the
+    states either forward saved). These small problems split the sequence."""
     from encoders.ops.triton_scan import TritonScanConfig
 
     _skip_without_triton()
-    errors = triton_errors(batch, 24, length, config=TritonScanConfig(gluon_forward=gluon_forward), dtype=dtype,
-                           seed=length + batch)
+    config = TritonScanConfig(gluon_forward=gluon_forward, gluon_backward=gluon_backward)
+    errors = triton_errors(batch, 24, length, config=config, dtype=dtype, seed=length + batch)
     assert max(errors.values()) <= tol, errors
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gluon_forward,gluon_backward", KERNEL_CHOICES)
+def test_scan_gradients_without_splitting(gluon_forward, gluon_backward):
+    """Enough (batch x channel block) programs that no kernel splits the sequence."""
+    from encoders.ops.triton_scan import TritonScanConfig
+
+    _skip_without_triton()
+    config = TritonScanConfig(gluon_forward=gluon_forward, gluon_backward=gluon_backward)
+    errors = triton_errors(40, 256, 197, config=config, seed=11)
+    assert max(errors.values()) <= 1e-4, errors
 
 
 @pytest.mark.gpu
@@ -167,7 +183,8 @@ def test_triton_split_sequence_matches_float64(splits):
     from encoders.ops.triton_scan import TritonScanConfig
 
     _skip_without_triton()
-    errors = triton_errors(2, 40, 3001, config=TritonScanConfig(splits=splits, gluon_forward=False), seed=splits)
+    config = TritonScanConfig(splits=splits, gluon_forward=False, gluon_backward=False)
+    errors = triton_errors(2, 40, 3001, config=config, seed=splits)
     assert max(errors.values()) <= 1e-4, errors
 
 
@@ -265,10 +282,14 @@ def test_gluon_forward_saves_the_states_the_triton_forward_saves():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("gluon", [True, False])
 @pytest.mark.parametrize("bidirectional,gate,softplus", [(False, True, True), (True, False, True), (False, False, False)])
-def test_triton_optional_parts(bidirectional, gate, softplus):
+def test_triton_optional_parts(bidirectional, gate, softplus, gluon):
+    from encoders.ops.triton_scan import TritonScanConfig
+
     _skip_without_triton()
-    errors = triton_errors(2, 20, 300, bidirectional=bidirectional, gate=gate, softplus=softplus)
+    config = TritonScanConfig(gluon_forward=gluon, gluon_backward=gluon)
+    errors = triton_errors(2, 20, 300, config=config, bidirectional=bidirectional, gate=gate, softplus=softplus)
     assert max(errors.values()) <= 1e-4, errors
 
 

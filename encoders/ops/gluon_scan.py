@@ -36,12 +36,8 @@ try:
 except ImportError:  # pragma: no cover - CPU-only PyTorch or an older Triton
     gluon = None
 
-#: (u, delta, A, B, C, D, delta_bias) of one scan direction.
-ScanInputs = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
+from . import triton_scan
+from .triton_scan import ScanInputs, _cdiv
 
 
 def gluon_available() -> bool:
@@ -224,6 +220,45 @@ if gluon is not None:
         return h, dt_sum
 
     @gluon.jit
+    def _segment(
+        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, seg_ptr, dtsum_ptr,
+        b, d0, split, dim, length, n_splits, n_slots, s_ub, s_dtb, s_Bb, s_Cb, s_zb, chunk_lo, chunk_hi,
+        smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+        REVERSE: gl.constexpr, END_STATES: gl.constexpr, SPLIT: gl.constexpr, ACCUMULATE: gl.constexpr,
+        GATE: gl.constexpr, SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LB: gl.constexpr, LD_B: gl.constexpr,
+    ):
+        """One direction's part of a segment. END_STATES: its end state from a
+        zero start and its summed dt, into ``seg_ptr`` / ``dtsum_ptr``. Else
+        its output, from the start state the carry pass left (SPLIT) or zero."""
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+        seg_offs = ((b * dim + d_s[None, :]) * n_splits + split) * STATE + n_s[:, None]
+        seg_mask = (d_s < dim)[None, :]
+        zero = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
+        if END_STATES:
+            # The segment that ends the scan (last in scan order) has no later segment to feed.
+            if (split > 0) if REVERSE else (split < n_splits - 1):
+                h, dts = _direction(
+                    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
+                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, zero, chunk_lo, chunk_hi,
+                    smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+                    REVERSE, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
+                    LS, LC, LD, LB, LD_B)
+                gl.store(seg_ptr + seg_offs, h, mask=seg_mask)
+                d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
+                gl.store(dtsum_ptr + (b * dim + d_c) * n_splits + split, dts, mask=d_c < dim)
+        else:
+            h0 = gl.load(seg_ptr + seg_offs, mask=seg_mask, other=0.0) if SPLIT else zero
+            _direction(
+                u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
+                b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
+                smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+                REVERSE, True, ACCUMULATE, GATE, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
+                LS, LC, LD, LB, LD_B)
+
+    @gluon.jit
     def _gluon_scan_fwd_kernel(
         u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
@@ -265,77 +300,313 @@ if gluon is not None:
         split = gl.program_id(2)
         chunk_lo = split * chunks_per_split
         chunk_hi = gl.minimum(chunk_lo + chunks_per_split, gl.cdiv(length, BLOCK_L))
+        # Forward direction. Its output is ungated unless it is the only one.
+        _segment(u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
+                 b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, chunk_lo, chunk_hi,
+                 smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+                 False, END_STATES, SPLIT, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
+                 STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
+        if BIDIRECTIONAL:
+            # Accumulates onto the forward direction's output, element by
+            # element in the thread that wrote it (both use the layout LC).
+            _segment(u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b, seg_b, dtsum_b,
+                     b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, chunk_lo, chunk_hi,
+                     smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+                     True, END_STATES, SPLIT, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
+                     STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
+
+    @gluon.jit
+    def _gluon_restore_kernel(
+        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, ckpt_ptr, chunks_ptr,
+        dim, length, n_slots, n_chunks, s_ub, s_dtb, s_Bb, s_Cb,
+        REVERSE: gl.constexpr, SOFTPLUS: gl.constexpr, GROUP_CHUNKS: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, STATES_PER_THREAD: gl.constexpr,
+    ):
+        """Grid (batch, channel blocks, checkpoint groups), one direction: the
+        state entering every chunk (``chunks_ptr``, (batch, dim, n_chunks,
+        STATE)) re-scanned from the one the forward kept per group of
+        GROUP_CHUNKS chunks (``ckpt_ptr``); groups are independent."""
+        NUM_WARPS: gl.constexpr = gl.num_warps()
+        LANES_N: gl.constexpr = STATE // STATES_PER_THREAD
+        LANES_D: gl.constexpr = 32 // LANES_N
+        BLOCK_D: gl.constexpr = LANES_D * NUM_WARPS
+        LANES_L: gl.constexpr = 32 if BLOCK_L >= 32 else BLOCK_L
+        LS: gl.constexpr = gl.BlockedLayout([STATES_PER_THREAD, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [0, 1])
+        LC: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
+        LD: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [1, 0])
+        LD_B: gl.constexpr = gl.BlockedLayout([1, 1], [32 // STATE, STATE], [1, NUM_WARPS], [1, 0])
+        ROWS: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
+        smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
+        b = gl.program_id(0).to(gl.int64)
+        d0 = gl.program_id(1) * BLOCK_D
+        group = gl.program_id(2)
         n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
         d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
-        seg_offs = ((b * dim + d_s[None, :]) * n_splits + split) * STATE + n_s[:, None]
-        seg_mask = (d_s < dim)[None, :]
+        h0 = gl.load(ckpt_ptr + ((b * dim + d_s[None, :]) * n_slots + group) * STATE + n_s[:, None],
+                     mask=(d_s < dim)[None, :], other=0.0)
+        chunk_lo = group * GROUP_CHUNKS
+        _direction(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, u_ptr, u_ptr, chunks_ptr,
+                   b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, 0, n_chunks, h0,
+                   chunk_lo, gl.minimum(chunk_lo + GROUP_CHUNKS, n_chunks),
+                   smem_dt, smem_dtu, smem_B, smem_B, smem_dt,
+                   REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LC, LD_B)
+
+    @gluon.jit
+    def _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_base, rows_c, rows_b, ckpt_offs,
+                        chunk, l_c, l_b, d_mask_c, d_mask_s, length, HAS_Z: gl.constexpr,
+                        STATE: gl.constexpr, BLOCK_L: gl.constexpr):
+        """One chunk's raw tiles: u, delta, output gradient, z (BLOCK_L,
+        BLOCK_D), B, C (BLOCK_L, STATE) and the state entering it (STATE, BLOCK_D)."""
+        pos_c = chunk * BLOCK_L + l_c
+        mask = (pos_c < length)[:, None] & d_mask_c[None, :]
+        offs = rows_c[None, :] + pos_c[:, None]
+        u = gl.load(u_base + offs, mask=mask, other=0.0)
+        delta = gl.load(dt_base + offs, mask=mask, other=0.0)
+        g = gl.load(g_base + offs, mask=mask, other=0.0)
+        z = g
+        if HAS_Z:
+            z = gl.load(z_base + offs, mask=mask, other=0.0)
+        pos_b = chunk * BLOCK_L + l_b
+        offs_b = rows_b[None, :] + pos_b[:, None]
+        b_mask = (pos_b < length)[:, None]
+        Bc = gl.load(B_base + offs_b, mask=b_mask, other=0.0)
+        Cc = gl.load(C_base + offs_b, mask=b_mask, other=0.0)
+        h0 = gl.load(chunks_base + ckpt_offs + chunk * STATE, mask=d_mask_s[None, :], other=0.0)
+        return u, delta, g, z, Bc, Cc, h0
+
+    @gluon.jit
+    def _recompute_step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_h, smem_y, t: gl.constexpr,
+                        WITH_Y: gl.constexpr, LS: gl.constexpr):
+        """Backward, position t of the chunk: its state again (kept in smem_h) and, for the gate, y_t."""
+        dt_t = smem_dt.slice(t, 1, dim=0).load(LS)
+        h = gl.exp2(dt_t * A2) * h + smem_dtu.slice(t, 1, dim=0).load(LS) * B_cols.slice(t, 1, dim=1).load(LS)
+        smem_h.index(t).store(h)
+        if WITH_Y:
+            smem_y.slice(t, 1, dim=0).store(gl.sum(h * C_cols.slice(t, 1, dim=1).load(LS), axis=0)[None, :])
+        return h
+
+    @gluon.jit
+    def _adjoint_step(carry, dA_acc, A, A2, smem_dt, smem_dtu, smem_dy, B_cols, C_cols, smem_h, smem_lam,
+                      smem_lamB, smem_lamAh, t: gl.constexpr, LS: gl.constexpr):
+        """Backward, position t: lambda_t = C_t dy_t + carry (carry: the next
+        position's decay times its lambda). Keeps lambda_t (for dB) and the
+        per-channel sums over states that du and ddelta need; returns the
+        carry for the previous position and dA so far."""
+        dt_t = smem_dt.slice(t, 1, dim=0).load(LS)
+        B_t = B_cols.slice(t, 1, dim=1).load(LS)
+        lam = carry + C_cols.slice(t, 1, dim=1).load(LS) * smem_dy.slice(t, 1, dim=0).load(LS)
+        # decay_t * h_{t-1} = h_t - dt_t u_t B_t: no division by a decay that may underflow.
+        decayed = smem_h.index(t).load(LS) - smem_dtu.slice(t, 1, dim=0).load(LS) * B_t
+        lam_decayed = lam * decayed
+        smem_lamB.slice(t, 1, dim=0).store(gl.sum(lam * B_t, axis=0)[None, :])
+        smem_lamAh.slice(t, 1, dim=0).store(gl.sum(lam_decayed * A, axis=0)[None, :])
+        smem_lam.index(t).store(lam)
+        return gl.exp2(dt_t * A2) * lam, dA_acc + lam_decayed * dt_t
+
+    @gluon.jit
+    def _channel_sums(dB_ptr, dC_ptr, dBC_base, pos, length, smem_h, smem_lam, smem_dy, smem_dtu,
+                      t: gl.constexpr, LR: gl.constexpr):
+        """dC_t = sum over channels of h_t dy_t, dB_t = of lambda_t dt_t u_t,
+        with the channels in registers (LR); added to the float32 buffers."""
+        dC_t = gl.sum(smem_h.index(t).load(LR) * smem_dy.slice(t, 1, dim=0).load(LR), axis=1)
+        dB_t = gl.sum(smem_lam.index(t).load(LR) * smem_dtu.slice(t, 1, dim=0).load(LR), axis=1)
+        in_range = (dBC_base >= 0) & (pos < length)
+        gl.atomic_add(dC_ptr + dBC_base + pos, dC_t, mask=in_range)
+        gl.atomic_add(dB_ptr + dBC_base + pos, dB_t, mask=in_range)
+
+    @gluon.jit
+    def _backward_direction(
+        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, g_ptr, ybuf_ptr, chunks_ptr, seg_ptr,
+        du_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+        b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi, s_ub, s_dtb, s_Bb, s_Cb, s_zb, s_gb,
+        smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
+        REVERSE: gl.constexpr, Z_MODE: gl.constexpr, SPLIT: gl.constexpr, SOFTPLUS: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LB: gl.constexpr, LD_B: gl.constexpr,
+        LR: gl.constexpr,
+    ):
+        """Gradients of one direction over chunks [chunk_lo, chunk_hi), walked
+        against scan order. Per chunk: re-scan its states from the saved
+        entering state (kept in shared memory), then the adjoint
+        lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1} back through it. Sums
+        over channels (dB, dC) are done after the chunk in the LR layout
+        (channels in registers) and added atomically, as are dA, dD, dbias.
+
+        Z_MODE: 0 no gate; 1 gate, stash this direction's y (float32) in ybuf
+        for the other direction; 2 gate, add the stashed y and write dz to
+        ybuf; 3 gate of a single direction: write dz to ybuf."""
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+        d_mask_s = d_s < dim
+        A = gl.load(A_ptr + d_s[None, :] * STATE + n_s[:, None], mask=d_mask_s[None, :], other=0.0)
+        A2 = A * LOG2E
+        ckpt_offs = (b * dim + d_s[None, :]) * (n_chunks * STATE) + n_s[:, None]
+        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
         d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
-        zero = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
+        d_mask_c = d_c < dim
+        bias = gl.load(bias_ptr + d_c, mask=d_mask_c, other=0.0)
+        Dskip = gl.load(D_ptr + d_c, mask=d_mask_c, other=0.0)
+        rows_c = (d_c - d0) * length
+        u_base = u_ptr + b * s_ub + d0 * length
+        dt_base = dt_ptr + b * s_dtb + d0 * length
+        z_base = z_ptr + b * s_zb + d0 * length
+        g_base = g_ptr + b * s_gb + d0 * length
+        grad_base = (b * dim + d0) * length  # du, ddelta, ybuf: contiguous
+        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LB))
+        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LB)) * length
+        B_base = B_ptr + b * s_Bb
+        C_base = C_ptr + b * s_Cb
+        n_r = gl.arange(0, STATE, layout=gl.SliceLayout(1, LR))
+        dBC_base = b * STATE * length + n_r * length  # dB, dC: float32 (batch, STATE, length)
+        B_cols = smem_B.permute([1, 0])
+        C_cols = smem_C.permute([1, 0])
 
-        # Forward direction. Its output is ungated unless it is the only one.
-        if END_STATES:
-            if split < n_splits - 1:  # the last segment's end state is never used
-                h, dts = _direction(
-                    u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f,
-                    b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, n_slots, zero, chunk_lo, chunk_hi,
-                    smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-                    False, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
-                gl.store(seg_f + seg_offs, h, mask=seg_mask)
-                gl.store(dtsum_f + (b * dim + d_c) * n_splits + split, dts, mask=d_c < dim)
-        else:
-            h0 = gl.load(seg_f + seg_offs, mask=seg_mask, other=0.0) if SPLIT else zero
-            _direction(
-                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f,
-                b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
-                smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-                False, True, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
-        if BIDIRECTIONAL:
-            if END_STATES:
-                if split > 0:  # the backward direction ends in segment 0
-                    h, dts = _direction(
-                        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b,
-                        b, d0, dim, length, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, n_slots, zero, chunk_lo, chunk_hi,
-                        smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-                        True, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
-                    gl.store(seg_b + seg_offs, h, mask=seg_mask)
-                    gl.store(dtsum_b + (b * dim + d_c) * n_splits + split, dts, mask=d_c < dim)
+        # The adjoint entering this segment: zero, or (split) the carry pass's
+        # lambda at the neighbouring position times that position's decay.
+        carry = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
+        if SPLIT:
+            if REVERSE:
+                pos_adj = chunk_lo * BLOCK_L - 1
             else:
-                h0 = gl.load(seg_b + seg_offs, mask=seg_mask, other=0.0) if SPLIT else zero
-                _direction(
-                    u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b,
-                    b, d0, dim, length, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
-                    smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-                    True, True, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                    STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
+                pos_adj = chunk_hi * BLOCK_L
+            if (pos_adj >= 0) & (pos_adj < length):
+                lam_in = gl.load(seg_ptr + ((b * dim + d_s[None, :]) * n_splits + split) * STATE + n_s[:, None],
+                                 mask=d_mask_s[None, :], other=0.0)
+                raw_adj = gl.load(dt_ptr + b * s_dtb + d_s * length + pos_adj, mask=d_mask_s, other=0.0)
+                raw_adj = raw_adj.to(gl.float32) + gl.convert_layout(bias, gl.SliceLayout(0, LS))
+                if SOFTPLUS:
+                    raw_adj = _softplus(raw_adj)
+                carry = gl.exp2(raw_adj[None, :] * A2) * lam_in
+
+        dA_acc = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
+        dD_acc = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
+        dbias_acc = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
+        chunk = chunk_lo if REVERSE else chunk_hi - 1
+        loads = _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_ptr, rows_c, rows_b,
+                                ckpt_offs, chunk, l_c, l_b, d_mask_c, d_mask_s, length, Z_MODE != 0, STATE, BLOCK_L)
+        for _ in range(0, chunk_hi - chunk_lo):
+            u_raw, delta_raw, g_raw, z_raw, B_raw, C_raw, h = loads
+            following = gl.minimum(chunk + 1, chunk_hi - 1) if REVERSE else gl.maximum(chunk - 1, chunk_lo)
+            loads = _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_ptr, rows_c, rows_b,
+                                    ckpt_offs, following, l_c, l_b, d_mask_c, d_mask_s, length, Z_MODE != 0,
+                                    STATE, BLOCK_L)
+            pos_c = chunk * BLOCK_L + l_c
+            mask = (pos_c < length)[:, None] & d_mask_c[None, :]
+            offs = rows_c[None, :] + pos_c[:, None]
+            if Z_MODE == 2:
+                y_other = gl.load(ybuf_ptr + grad_base + offs, mask=mask, other=0.0)
+            u = u_raw.to(gl.float32)
+            raw = delta_raw.to(gl.float32) + bias[None, :]
+            dt = gl.where(mask, _softplus(raw) if SOFTPLUS else raw, 0.0)
+            g = g_raw.to(gl.float32)
+            if Z_MODE == 0:
+                dy = g
+            else:
+                zf = z_raw.to(gl.float32)
+                sig = 1.0 / (1.0 + gl.exp(-zf))
+                dy = g * zf * sig
+            smem_dt.store(gl.convert_layout(dt, LD))
+            smem_dtu.store(gl.convert_layout(dt * u, LD))
+            smem_dy.store(gl.convert_layout(dy, LD))
+            smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
+            smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
+            for i in gl.static_range(BLOCK_L):  # the chunk's states, in scan order
+                if REVERSE:
+                    h = _recompute_step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_h, smem_y,
+                                        BLOCK_L - 1 - i, Z_MODE != 0, LS)
+                else:
+                    h = _recompute_step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_h, smem_y, i, Z_MODE != 0, LS)
+            for i in gl.static_range(BLOCK_L):  # the adjoint, against scan order
+                if REVERSE:
+                    carry, dA_acc = _adjoint_step(carry, dA_acc, A, A2, smem_dt, smem_dtu, smem_dy, B_cols, C_cols,
+                                                  smem_h, smem_lam, smem_lamB, smem_lamAh, i, LS)
+                else:
+                    carry, dA_acc = _adjoint_step(carry, dA_acc, A, A2, smem_dt, smem_dtu, smem_dy, B_cols, C_cols,
+                                                  smem_h, smem_lam, smem_lamB, smem_lamAh, BLOCK_L - 1 - i, LS)
+            for t in gl.static_range(BLOCK_L):  # sums over channels, added atomically
+                _channel_sums(dB_ptr, dC_ptr, dBC_base, chunk * BLOCK_L + t, length, smem_h, smem_lam, smem_dy,
+                              smem_dtu, t, LR)
+            lamB = gl.convert_layout(smem_lamB.load(LD), LC)
+            du = dt * lamB + Dskip[None, :] * dy
+            ddt = u * lamB + gl.convert_layout(smem_lamAh.load(LD), LC)
+            if SOFTPLUS:
+                ddt = ddt / (1.0 + gl.exp(-raw))
+            ddt = gl.where(mask, ddt, 0.0)
+            dD_acc += gl.sum(gl.where(mask, dy * u, 0.0), axis=0)
+            dbias_acc += gl.sum(ddt, axis=0)
+            gl.store(du_ptr + grad_base + offs, du.to(du_ptr.dtype.element_ty), mask=mask)
+            gl.store(ddt_ptr + grad_base + offs, ddt.to(ddt_ptr.dtype.element_ty), mask=mask)
+            if Z_MODE != 0:
+                y = gl.convert_layout(smem_y.load(LD), LC) + Dskip[None, :] * u
+                if Z_MODE == 1:
+                    gl.store(ybuf_ptr + grad_base + offs, y, mask=mask)
+                else:
+                    if Z_MODE == 2:
+                        y += y_other
+                    gl.store(ybuf_ptr + grad_base + offs, g * y * sig * (1.0 + zf * (1.0 - sig)), mask=mask)
+            chunk = following
+        gl.atomic_add(dA_ptr + d_s[None, :] * STATE + n_s[:, None], dA_acc, mask=d_mask_s[None, :])
+        gl.atomic_add(dD_ptr + d_c, dD_acc, mask=d_mask_c)
+        gl.atomic_add(dbias_ptr + d_c, dbias_acc, mask=d_mask_c)
 
     @gluon.jit
-    def _carry_direction(seg_ptr, dtsum_ptr, A_ptr, rows, d_offs, d_mask, n_splits,
-                         REVERSE: gl.constexpr, STATE: gl.constexpr, LS: gl.constexpr):
-        # Replace every segment's local end state with its true start state.
-        n_offs = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
-        A2 = gl.load(A_ptr + d_offs[None, :] * STATE + n_offs[:, None], mask=d_mask[None, :], other=0.0) * LOG2E
-        h = gl.zeros_like(A2)
-        for i in range(0, n_splits):
-            s = n_splits - 1 - i if REVERSE else i
-            ptrs = seg_ptr + (rows[None, :] * n_splits + s) * STATE + n_offs[:, None]
-            local_end = gl.load(ptrs, mask=d_mask[None, :], other=0.0)
-            dts = gl.load(dtsum_ptr + rows * n_splits + s, mask=d_mask, other=0.0)
-            gl.store(ptrs, h, mask=d_mask[None, :])
-            h = gl.exp2(A2 * dts[None, :]) * h + local_end
+    def _gluon_scan_bwd_kernel(
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f, seg_f, du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f,
+        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b, seg_b, du_b, ddt_b, dA_b, dB_b, dC_b, dD_b, dbias_b,
+        z_ptr, g_ptr, ybuf_ptr, dim, length, n_chunks, chunks_per_split, n_splits,
+        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb,
+        BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr, SPLIT: gl.constexpr, SOFTPLUS: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, STATES_PER_THREAD: gl.constexpr,
+    ):
+        """Grid (batch, channel blocks, segments): both directions' gradients."""
+        NUM_WARPS: gl.constexpr = gl.num_warps()
+        LANES_N: gl.constexpr = STATE // STATES_PER_THREAD
+        LANES_D: gl.constexpr = 32 // LANES_N
+        BLOCK_D: gl.constexpr = LANES_D * NUM_WARPS
+        LANES_L: gl.constexpr = 32 if BLOCK_L >= 32 else BLOCK_L
+        LS: gl.constexpr = gl.BlockedLayout([STATES_PER_THREAD, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [0, 1])
+        LC: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
+        LD: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [1, 0])
+        LD_B: gl.constexpr = gl.BlockedLayout([1, 1], [32 // STATE, STATE], [1, NUM_WARPS], [1, 0])
+        # (STATE, BLOCK_D) with the channels in registers, for the sums over channels.
+        LR: gl.constexpr = gl.BlockedLayout([1, 1], [STATE, 32 // STATE], [1, NUM_WARPS], [1, 0])
+        ROWS: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
+        smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_dy = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_y = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_lamB = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_lamAh = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
+        smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
+        smem_C = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
+        # One (STATE, BLOCK_D) tile per position of the chunk (the leading dimension indexes them).
+        smem_h = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE, BLOCK_D], ROWS)
+        smem_lam = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE, BLOCK_D], ROWS)
 
-    @gluon.jit
-    def _gluon_scan_carry_kernel(seg_f, dtsum_f, A_f, seg_b, dtsum_b, A_b, dim, n_splits,
-                                 BIDIRECTIONAL: gl.constexpr, STATE: gl.constexpr):
-        """Grid (batch, blocks of 32 channels): launch 2 of 3 of a split scan."""
-        LS: gl.constexpr = gl.BlockedLayout([STATE, 1], [1, 32], [1, 1], [0, 1])
         b = gl.program_id(0).to(gl.int64)
-        d_offs = gl.program_id(1) * 32 + gl.arange(0, 32, layout=gl.SliceLayout(0, LS))
-        d_mask = d_offs < dim
-        rows = b * dim + d_offs
-        _carry_direction(seg_f, dtsum_f, A_f, rows, d_offs, d_mask, n_splits, False, STATE, LS)
+        d0 = gl.program_id(1) * BLOCK_D
+        split = gl.program_id(2)
+        chunk_lo = split * chunks_per_split
+        chunk_hi = gl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        Z_FIRST: gl.constexpr = (1 if BIDIRECTIONAL else 3) if HAS_Z else 0
+        _backward_direction(
+            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, g_ptr, ybuf_ptr, chunks_f, seg_f,
+            du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f,
+            b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, s_gb,
+            smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
+            False, Z_FIRST, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LC, LD_B, LR)
         if BIDIRECTIONAL:
-            _carry_direction(seg_b, dtsum_b, A_b, rows, d_offs, d_mask, n_splits, True, STATE, LS)
+            # The stashed forward-direction y is re-read element by element by
+            # the thread that wrote it (both directions use the layout LC).
+            _backward_direction(
+                u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, g_ptr, ybuf_ptr, chunks_b, seg_b,
+                du_b, ddt_b, dA_b, dB_b, dC_b, dD_b, dbias_b,
+                b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi,
+                s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb,
+                smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
+                True, 2 if HAS_Z else 0, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LC, LD_B, LR)
 
 
 def _rows_of_length(t: Tensor) -> Tensor:
@@ -344,6 +615,19 @@ def _rows_of_length(t: Tensor) -> Tensor:
     if t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]:
         return t
     return t.contiguous()
+
+
+def _prepare(direction: ScanInputs) -> ScanInputs:
+    """Rows of stride length for u, delta, B, C; parameters (A, D, delta_bias) contiguous float32."""
+    u, delta, A, B, C, D, bias = direction
+    return (_rows_of_length(u), _rows_of_length(delta), A.float().contiguous(), _rows_of_length(B),
+            _rows_of_length(C), D.float().contiguous(), bias.float().contiguous())
+
+
+def _batch_strides(direction: ScanInputs) -> list[int]:
+    """Batch strides of u, delta, B, C (their row strides are the length)."""
+    u, delta, _, B, C, _, _ = direction
+    return [u.stride(0), delta.stride(0), B.stride(0), C.stride(0)]
 
 
 def gluon_scan_forward(
@@ -365,14 +649,9 @@ def gluon_scan_forward(
     if gluon is None:
         raise RuntimeError("the Gluon scan needs Triton with Gluon (3.5 or later)")
 
-    def prepare(direction: ScanInputs) -> ScanInputs:
-        u, delta, A, B, C, D, bias = direction
-        return (_rows_of_length(u), _rows_of_length(delta), A.float().contiguous(), _rows_of_length(B),
-                _rows_of_length(C), D.float().contiguous(), bias.float().contiguous())
-
-    f = prepare(forward)
+    f = _prepare(forward)
     bidirectional = backward is not None
-    b = prepare(backward) if bidirectional else f
+    b = _prepare(backward) if bidirectional else f
     u = f[0]
     batch, dim, length = u.shape
     state = f[2].shape[1]
@@ -408,16 +687,113 @@ def gluon_scan_forward(
         seg_f = seg_b = dtsum_f = dtsum_b = out  # never read
     grid = (batch, _cdiv(dim, config.block_d(state)), splits)
     args = [*f, *b, zt, out, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
-            dim, length, chunks_per_split, splits, n_slots,
-            f[0].stride(0), f[1].stride(0), f[3].stride(0), f[4].stride(0),
-            b[0].stride(0), b[1].stride(0), b[3].stride(0), b[4].stride(0), zt.stride(0)]
+            dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0)]
     flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
                  SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, STATE=state, BLOCK_L=config.block_l,
                  STATES_PER_THREAD=config.states_per_thread, num_warps=config.num_warps)
     if splits > 1:
         _gluon_scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
-        _gluon_scan_carry_kernel[(batch, _cdiv(dim, 32))](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
-                                                         BIDIRECTIONAL=bidirectional, STATE=state, num_warps=1)
+        triton_scan._scan_carry_kernel[(batch, _cdiv(dim, 16))](
+            seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+            BIDIRECTIONAL=bidirectional, ADJOINT=False, STATE=state, BLOCK_D=16)
     _gluon_scan_fwd_kernel[grid](*args, END_STATES=False, **flags)
     saved = (ckpt_f, ckpt_b if bidirectional else None) if save_states else None
     return out, saved
+
+
+def gluon_scan_backward(
+    forward: ScanInputs,
+    backward: Optional[ScanInputs],
+    z: Optional[Tensor],
+    saved: tuple[Tensor, Optional[Tensor]],
+    grad_out: Tensor,
+    delta_softplus: bool = True,
+    checkpoint_positions: int = 64,
+    config: GluonScanConfig = DEFAULT_GLUON_CONFIG,
+) -> tuple[list[Tensor], Optional[list[Tensor]], Optional[Tensor]]:
+    """Gradients of the fused scan's output, from the states a forward saved
+    every ``checkpoint_positions`` positions; the contract of
+    :func:`encoders.ops.triton_scan.scan_backward`: returns ([du, ddelta, dA,
+    dB, dC, dD, ddelta_bias] forward, the same backward or None, dz or None)."""
+    if gluon is None:
+        raise RuntimeError("the Gluon scan needs Triton with Gluon (3.5 or later)")
+    f = _prepare(forward)
+    bidirectional = backward is not None
+    b = _prepare(backward) if bidirectional else f
+    u = f[0]
+    batch, dim, length = u.shape
+    state = f[2].shape[1]
+    if checkpoint_positions % config.block_l:
+        raise ValueError(f"gluon scan: checkpoint_positions={checkpoint_positions} is not a multiple of "
+                         f"block_l={config.block_l}")
+    grad_out = _rows_of_length(grad_out)
+    zt = _rows_of_length(z) if z is not None else u
+    f32 = dict(device=u.device, dtype=torch.float32)
+    n_chunks = _cdiv(length, config.block_l)
+    group_chunks = checkpoint_positions // config.block_l
+    n_slots = _cdiv(n_chunks, group_chunks)
+    block_d = config.block_d(state)
+    if saved[0].shape != (batch, dim, n_slots, state):
+        raise ValueError(f"gluon scan backward: saved states {tuple(saved[0].shape)} do not match "
+                         f"checkpoint_positions={checkpoint_positions} (expected {(batch, dim, n_slots, state)})")
+
+    def chunk_states(direction: ScanInputs, ckpt: Tensor, reverse: bool) -> Tensor:
+        chunks = torch.empty(batch, dim, n_chunks, state, **f32)
+        _gluon_restore_kernel[(batch, _cdiv(dim, block_d), n_slots)](
+            *direction, ckpt, chunks, dim, length, n_slots, n_chunks, *_batch_strides(direction),
+            REVERSE=reverse, SOFTPLUS=delta_softplus, GROUP_CHUNKS=group_chunks, STATE=state,
+            BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread, num_warps=config.num_warps)
+        return chunks
+
+    chunks_f = chunk_states(f, saved[0], False)
+    chunks_b = chunk_states(b, saved[1], True) if bidirectional else chunks_f
+
+    def grad_buffers(direction: ScanInputs) -> list[Tensor]:
+        return [torch.empty(batch, dim, length, device=u.device, dtype=direction[0].dtype),
+                torch.empty(batch, dim, length, device=u.device, dtype=direction[1].dtype),
+                torch.zeros(dim, state, **f32), torch.zeros(batch, state, length, **f32),
+                torch.zeros(batch, state, length, **f32), torch.zeros(dim, **f32), torch.zeros(dim, **f32)]
+
+    grads_f = grad_buffers(f)
+    grads_b = grad_buffers(b) if bidirectional else grads_f
+    ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
+    splits = config.choose_splits(batch, dim, length, state)
+    chunks_per_split = _cdiv(n_chunks, splits)
+    splits = _cdiv(n_chunks, chunks_per_split)
+    if splits > 1:
+        seg_f = torch.empty(batch, dim, splits, state, **f32)
+        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
+        dtsum_f = torch.empty(batch, dim, splits, **f32)
+        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
+        end_block_d = 8
+        # The first two launches of a split backward (segment adjoint ends, carry) are the Triton ones.
+        triton_scan._adjoint_end_kernel[(batch, _cdiv(dim, end_block_d), splits)](
+            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg_f, seg_b, dtsum_f, dtsum_b,
+            dim, length, n_chunks, chunks_per_split, splits,
+            f[1].stride(0), f[1].stride(1), f[4].stride(0), f[4].stride(1),
+            b[1].stride(0), b[1].stride(1), b[4].stride(0), b[4].stride(1),
+            zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1),
+            BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
+            STATE=state, BLOCK_D=end_block_d, BLOCK_L=config.block_l, num_warps=1)
+        triton_scan._scan_carry_kernel[(batch, _cdiv(dim, end_block_d))](
+            seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+            BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=end_block_d)
+    else:
+        seg_f = seg_b = ybuf  # never read
+    _gluon_scan_bwd_kernel[(batch, _cdiv(dim, block_d), splits)](
+        *f, chunks_f, seg_f, *grads_f, *b, chunks_b, seg_b, *grads_b, zt, grad_out, ybuf,
+        dim, length, n_chunks, chunks_per_split, splits,
+        *_batch_strides(f), *_batch_strides(b), zt.stride(0), grad_out.stride(0),
+        BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SPLIT=splits > 1, SOFTPLUS=delta_softplus,
+        STATE=state, BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread,
+        num_warps=config.num_warps)
+
+    def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
+        du, ddelta, dA, dB, dC, dD, dbias = grads
+        _, _, A, B, C, D, bias = original
+        return [du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype), dbias.to(bias.dtype)]
+
+    out_f = in_input_order(forward, grads_f)
+    out_b = in_input_order(backward, grads_b) if bidirectional else None
+    dz = ybuf.to(z.dtype) if z is not None else None
+    return out_f, out_b, dz

@@ -89,6 +89,8 @@ class TritonScanConfig:
     - gluon_forward: run the forward with the Gluon kernel
       (:mod:`encoders.ops.gluon_scan`, one thread per channel, measured
       faster) where Gluon is available; its states feed this backward.
+    - gluon_backward: run the backward with the Gluon kernels where Gluon is
+      available (from the states either forward saved).
     - backward_*: the same for the backward kernels;
       backward_split_max_registers replaces backward_max_registers when the
       sequence is split (measured: then 16 programs per SM beat 12).
@@ -110,6 +112,7 @@ class TritonScanConfig:
     backward_split_max_registers: Optional[int] = 128
     state_checkpoint_chunks: int = 16
     gluon_forward: bool = True
+    gluon_backward: bool = False
 
 
 DEFAULT_CONFIG = TritonScanConfig()
@@ -814,6 +817,12 @@ def scan_backward(
     forward's (it defines the saved chunk states). Returns
     ([du, ddelta, dA, dB, dC, dD, ddelta_bias] forward, the same backward or None, dz or None),
     each in its input's dtype."""
+    if config.gluon_backward and forward[0].is_cuda:
+        from .gluon_scan import gluon_available, gluon_scan_backward  # imported here: it builds on this module
+
+        if gluon_available():
+            return gluon_scan_backward(forward, backward, z, saved, grad_out, delta_softplus,
+                                       checkpoint_positions=config.block_l * config.state_checkpoint_chunks)
     f = _prepare(forward)
     b = _prepare(backward) if backward is not None else f
     u = f[0]
