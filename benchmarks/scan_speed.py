@@ -5,10 +5,10 @@
     python benchmarks/scan_speed.py --gluon-sweep   # + Gluon forward tile sizes only
 
 What one bidirectional mixer needs per layer, timed side by side in one process:
-  * ours     : ``bidirectional_selective_scan_triton`` - both directions in one
-               launch, backward direction by index arithmetic, shared gate z,
-               summed output; the forward is the Gluon kernel, the backward
-               (autograd) the Triton one;
+  * ours     : ``bidirectional_selective_scan_triton`` with its defaults - both
+               directions in one launch, backward direction by index
+               arithmetic, shared gate z, summed output; the forward is the
+               Gluon kernel, the backward (autograd) the Triton one;
   * Triton kernels only: the same with the Triton forward kernel;
   * mamba-ssm: two ``selective_scan_fn`` calls plus the flips of the backward
                inputs (u, delta, B, C, z) and of its output, and the sum - what
