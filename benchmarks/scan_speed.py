@@ -2,7 +2,7 @@
 
     python benchmarks/scan_speed.py                 # GPU, Ti and S widths, 8-64 frames, bf16
     python benchmarks/scan_speed.py --sweep         # + Gluon and Triton tile sizes
-    python benchmarks/scan_speed.py --gluon-sweep   # + Gluon forward tile sizes only
+    python benchmarks/scan_speed.py --gluon-sweep   # + Gluon forward and backward tile sizes only
 
 What one bidirectional mixer needs per layer, timed side by side in one process:
   * ours     : ``bidirectional_selective_scan_triton`` with its defaults - both
@@ -39,9 +39,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.ops.selective_scan import _mamba_ssm_scan_fn, selective_scan_torch  # noqa: E402
-from encoders.ops.gluon_scan import GluonScanConfig, gluon_available, gluon_scan_forward  # noqa: E402
+from encoders.ops.gluon_scan import (  # noqa: E402
+    GluonScanConfig,
+    gluon_available,
+    gluon_scan_backward,
+    gluon_scan_forward,
+)
 from encoders.ops.triton_scan import (  # noqa: E402
     DEFAULT_CONFIG,
+    scan_backward,
     TritonScanConfig,
     bidirectional_selective_scan_triton,
     choose_splits,
@@ -171,7 +177,28 @@ def gluon_sweep() -> None:
                 result = f"failed: {type(err).__name__}"
             print(f"| {dim} | {frames} | {batch} | {block_l} | {per_thread} | {warps} | {min_programs} | {splits} | "
                   f"{result} |", flush=True)
-        del fwd, bwd, z
+
+
+GLUON_BACKWARD_TILES = [(8, 8, 1), (16, 8, 1), (8, 16, 1), (4, 8, 1), (8, 4, 1), (8, 8, 2)]
+GLUON_BACKWARD_SHAPES = ((384, 8, 32), (384, 64, 4))
+
+
+def gluon_backward_sweep() -> None:
+    """Gluon backward tiles against the Triton backward, from the same saved states."""
+    print("\n### Gluon backward tiles (us; the Triton backward from the same states first)\n")
+    print("| dim | frames | batch | Triton backward | " + " | ".join(map(str, GLUON_BACKWARD_TILES)) + " |\n"
+          "|---|---|---|---|" + "---|" * len(GLUON_BACKWARD_TILES))
+    every = DEFAULT_CONFIG.block_l * DEFAULT_CONFIG.state_checkpoint_chunks
+    for dim, frames, batch in GLUON_BACKWARD_SHAPES:
+        length = 1 + 196 * frames
+        fwd, bwd, z = problem(batch, dim, length)
+        y, saved = gluon_scan_forward(fwd, bwd, z, True, checkpoint_positions=every)
+        grad = torch.randn_like(y)
+        times = [cuda_time(lambda: scan_backward(fwd, bwd, z, saved, grad, True, DEFAULT_CONFIG), iters=5)]
+        for tile in GLUON_BACKWARD_TILES:
+            config = GluonScanConfig(*tile)
+            times.append(cuda_time(lambda: gluon_scan_backward(fwd, bwd, z, saved, grad, True, every, config), iters=5))
+        print(f"| {dim} | {frames} | {batch} | " + " | ".join(f"{t * 1e6:.0f}" for t in times) + " |", flush=True)
 
 
 def sweep() -> None:
@@ -179,6 +206,7 @@ def sweep() -> None:
     8 frames batch 32 and 64 frames batch 4."""
     if gluon_available():
         gluon_sweep()
+        gluon_backward_sweep()
     print("\n### Forward tiles\n")
     print("| frames | batch | block_d | block_l | warps | max registers | min_programs | splits | fwd us |\n"
           "|---|---|---|---|---|---|---|---|---|")
@@ -241,6 +269,7 @@ def main() -> None:
         sweep()
     elif args.gluon_sweep:
         gluon_sweep()
+        gluon_backward_sweep()
     nan = float("nan")
     print("\n### Bidirectional scan, microseconds (lower is better)\n")
     print("| width | frames | batch | pass | ours | Triton kernels only | mamba-ssm x2 + flips | mamba-ssm x2 | torch | "
