@@ -225,8 +225,27 @@ def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, sof
     assert error <= 1e-4
 
 
-@pytest.mark.parametrize("mode", ["output", "end_states", "single_direction"])
-def test_gluon_kernel_compiles_for_hopper_without_spills(mode, tmp_path):
+#: Compile-only cases: (kernel name, its constexpr arguments).
+GLUON_COMPILE_CASES = {
+    "forward, split, saving states": ("_gluon_scan_fwd_kernel", dict(
+        END_STATES=False, SPLIT=True, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=True,
+        CKPT_CHUNKS=8)),
+    "forward, segment end states": ("_gluon_scan_fwd_kernel", dict(
+        END_STATES=True, SPLIT=False, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False,
+        CKPT_CHUNKS=8)),
+    "forward, one direction": ("_gluon_scan_fwd_kernel", dict(
+        END_STATES=False, SPLIT=False, BIDIRECTIONAL=False, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False,
+        CKPT_CHUNKS=8)),
+    "restore states": ("_gluon_restore_kernel", dict(REVERSE=True, SOFTPLUS=True, GROUP_CHUNKS=8)),
+    "backward, split": ("_gluon_scan_bwd_kernel", dict(BIDIRECTIONAL=True, HAS_Z=True, SPLIT=True, SOFTPLUS=True)),
+}
+#: Integer (not pointer) arguments of the Gluon kernels; float32 pointers by name prefix.
+GLUON_INT_ARGS = {"dim", "length", "n_chunks", "n_slots", "n_splits", "chunks_per_split"}
+GLUON_FLOAT32_POINTERS = ("A_", "D_", "bias", "ckpt", "seg", "dtsum", "chunks", "dA", "dB", "dC", "dD", "dbias", "ybuf")
+
+
+@pytest.mark.parametrize("case", sorted(GLUON_COMPILE_CASES))
+def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
     """Without a GPU: the default Gluon tile compiles for sm_90a, and ptxas
     reports no register spills (a spill would cost more than the tile saves)."""
     triton = pytest.importorskip("triton")
@@ -241,17 +260,19 @@ def test_gluon_kernel_compiles_for_hopper_without_spills(mode, tmp_path):
     if not ptxas.exists():
         pytest.skip("this Triton ships no ptxas")
     config = gluon_scan.DEFAULT_GLUON_CONFIG
-    pointers = ["u_f", "dt_f", "A_f", "B_f", "C_f", "D_f", "bias_f", "u_b", "dt_b", "A_b", "B_b", "C_b", "D_b",
-                "bias_b", "z_ptr", "out_ptr", "ckpt_f", "ckpt_b", "seg_f", "seg_b", "dtsum_f", "dtsum_b"]
-    float32 = ("A_", "D_", "bias", "ckpt", "seg", "dtsum")
-    signature = {name: "*fp32" if name.startswith(float32) else "*bf16" for name in pointers}
-    signature.update({name: "i32" for name in ["dim", "length", "chunks_per_split", "n_splits", "n_slots", "s_ufb",
-                                               "s_dtfb", "s_Bfb", "s_Cfb", "s_ubb", "s_dtbb", "s_Bbb", "s_Cbb", "s_zb"]})
-    constants = dict(END_STATES=mode == "end_states", SPLIT=mode == "output", BIDIRECTIONAL=mode != "single_direction",
-                     HAS_Z=True, SOFTPLUS=True, SAVE_STATES=mode == "output", CKPT_CHUNKS=8, STATE=16,
-                     BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread)
-    signature.update({name: "constexpr" for name in constants})
-    source = GluonASTSource(gluon_scan._gluon_scan_fwd_kernel, signature=signature, constexprs=constants)
+    name, flags = GLUON_COMPILE_CASES[case]
+    kernel = getattr(gluon_scan, name)
+    constants = dict(flags, STATE=16, BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread)
+    signature = {}
+    for param in kernel.params:
+        arg = param.name
+        if param.is_constexpr:
+            signature[arg] = "constexpr"
+        elif arg in GLUON_INT_ARGS or arg.startswith("s_"):
+            signature[arg] = "i32"
+        else:
+            signature[arg] = "*fp32" if arg.startswith(GLUON_FLOAT32_POINTERS) else "*bf16"
+    source = GluonASTSource(kernel, signature=signature, constexprs=constants)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": config.num_warps})
     (tmp_path / "scan.ptx").write_text(compiled.asm["ptx"])
     report = subprocess.run([str(ptxas), "-v", "--gpu-name", "sm_90a", str(tmp_path / "scan.ptx"),
