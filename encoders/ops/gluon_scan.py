@@ -53,7 +53,7 @@ def gluon_available() -> bool:
 
 @dataclass(frozen=True)
 class GluonScanConfig:
-    """Tiles and launch shape of the Gluon forward.
+    """Tiles and launch shape of the Gluon kernels (forward and backward).
 
     - block_l: positions per chunk (staged in shared memory).
     - states_per_thread: STATE / this many lanes share a channel.
@@ -64,8 +64,8 @@ class GluonScanConfig:
       ``min_programs`` (batch x channel-block) programs, the sequence is cut
       into segments for about ``split_target`` programs (three launches).
 
-    Defaults come from ``benchmarks/scan_speed.py --sweep`` on an H100
-    (docs/benchmarks.md).
+    Defaults are the forward's best from ``benchmarks/scan_speed.py
+    --gluon-sweep`` on an H100 (docs/benchmarks.md).
     """
 
     block_l: int = 8
@@ -135,7 +135,7 @@ if gluon is not None:
         REVERSE: gl.constexpr, WRITE_OUT: gl.constexpr, ACCUMULATE: gl.constexpr, GATE: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LB: gl.constexpr, LD_B: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
     ):
         """One direction over chunks [chunk_lo, chunk_hi) in scan order from
         state ``h`` (STATE, BLOCK_D); writes (or accumulates onto) ``out`` if
@@ -143,8 +143,8 @@ if gluon is not None:
 
         Layouts: LS (STATE, BLOCK_D) the state; LC (BLOCK_L, BLOCK_D) coalesced
         global tiles (lanes along positions); LD the same tiles with lanes
-        along channels, for shared-memory rows; LB (BLOCK_L, STATE) B and C as
-        loaded, LD_B as stored. SAVE_STATES: the state entering every
+        along channels, for shared-memory rows. B and C are (BLOCK_L, STATE)
+        tiles, loaded in LC and stored in LD_B. SAVE_STATES: the state entering every
         CKPT_CHUNKS-th chunk's group (in scan order) goes to ``ckpt_ptr``,
         (batch, dim, n_slots, STATE) float32, as the Triton backward reads it."""
         n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
@@ -163,8 +163,8 @@ if gluon is not None:
         dt_base = dt_ptr + b * s_dtb + d0 * length
         z_base = z_ptr + b * s_zb + d0 * length
         out_base = out_ptr + (b * dim + d0) * length
-        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LB))
-        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LB)) * length
+        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
+        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
         B_base = B_ptr + b * s_Bb
         C_base = C_ptr + b * s_Cb
         B_cols = smem_B.permute([1, 0])  # (STATE, BLOCK_L) views: a step reads one column
@@ -234,7 +234,7 @@ if gluon is not None:
         REVERSE: gl.constexpr, END_STATES: gl.constexpr, SPLIT: gl.constexpr, ACCUMULATE: gl.constexpr,
         GATE: gl.constexpr, SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LB: gl.constexpr, LD_B: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
     ):
         """One direction's part of a segment. END_STATES: its end state from a
         zero start and its summed dt, into ``seg_ptr`` / ``dtsum_ptr``. Else
@@ -252,7 +252,7 @@ if gluon is not None:
                     b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, zero, chunk_lo, chunk_hi,
                     smem_dt, smem_dtu, smem_B, smem_C, smem_y,
                     REVERSE, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
-                    LS, LC, LD, LB, LD_B)
+                    LS, LC, LD, LD_B)
                 gl.store(seg_ptr + seg_offs, h, mask=seg_mask)
                 d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
                 gl.store(dtsum_ptr + (b * dim + d_c) * n_splits + split, dts, mask=d_c < dim)
@@ -263,7 +263,7 @@ if gluon is not None:
                 b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
                 smem_dt, smem_dtu, smem_B, smem_C, smem_y,
                 REVERSE, True, ACCUMULATE, GATE, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
-                LS, LC, LD, LB, LD_B)
+                LS, LC, LD, LD_B)
 
     @gluon.jit
     def _gluon_scan_fwd_kernel(
@@ -289,7 +289,6 @@ if gluon is not None:
         LS: gl.constexpr = gl.BlockedLayout([STATES_PER_THREAD, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [0, 1])
         LC: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
         LD: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [1, 0])
-        LB: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
         LD_B: gl.constexpr = gl.BlockedLayout([1, 1], [32 // STATE, STATE], [1, NUM_WARPS], [1, 0])
         # Row-major tiles, one row per position: a step reads one row (dt,
         # dt*u: lanes along channels; B, C: every lane the same states, a
@@ -312,7 +311,7 @@ if gluon is not None:
                  b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, chunk_lo, chunk_hi,
                  smem_dt, smem_dtu, smem_B, smem_C, smem_y,
                  False, END_STATES, SPLIT, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                 STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
+                 STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
         if BIDIRECTIONAL:
             # Accumulates onto the forward direction's output, element by
             # element in the thread that wrote it (both use the layout LC).
@@ -320,7 +319,7 @@ if gluon is not None:
                      b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, chunk_lo, chunk_hi,
                      smem_dt, smem_dtu, smem_B, smem_C, smem_y,
                      True, END_STATES, SPLIT, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                     STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LB, LD_B)
+                     STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
 
     @gluon.jit
     def _gluon_restore_kernel(
@@ -358,7 +357,7 @@ if gluon is not None:
                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, 0, n_chunks, h0,
                    chunk_lo, gl.minimum(chunk_lo + GROUP_CHUNKS, n_chunks),
                    smem_dt, smem_dtu, smem_B, smem_B, smem_dt,
-                   REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LC, LD_B)
+                   REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
 
     @gluon.jit
     def _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_base, rows_c, rows_b, ckpt_offs,
@@ -431,7 +430,7 @@ if gluon is not None:
         smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
         REVERSE: gl.constexpr, Z_MODE: gl.constexpr, SPLIT: gl.constexpr, SOFTPLUS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LB: gl.constexpr, LD_B: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
         LR: gl.constexpr,
     ):
         """Gradients of one direction over chunks [chunk_lo, chunk_hi), walked
@@ -461,8 +460,8 @@ if gluon is not None:
         z_base = z_ptr + b * s_zb + d0 * length
         g_base = g_ptr + b * s_gb + d0 * length
         grad_base = (b * dim + d0) * length  # du, ddelta, ybuf: contiguous
-        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LB))
-        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LB)) * length
+        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
+        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
         B_base = B_ptr + b * s_Bb
         C_base = C_ptr + b * s_Cb
         n_r = gl.arange(0, STATE, layout=gl.SliceLayout(1, LR))
@@ -603,7 +602,7 @@ if gluon is not None:
             du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f,
             b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, s_gb,
             smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
-            False, Z_FIRST, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LC, LD_B, LR)
+            False, Z_FIRST, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B, LR)
         if BIDIRECTIONAL:
             # The stashed forward-direction y is re-read element by element by
             # the thread that wrote it (both directions use the layout LC).
@@ -613,7 +612,7 @@ if gluon is not None:
                 b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi,
                 s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb,
                 smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
-                True, 2 if HAS_Z else 0, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LC, LD_B, LR)
+                True, 2 if HAS_Z else 0, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B, LR)
 
 
 def _rows_of_length(t: Tensor) -> Tensor:
