@@ -353,6 +353,7 @@ if gluon is not None:
         h0 = gl.load(ckpt_ptr + ((b * dim + d_s[None, :]) * n_slots + group) * STATE + n_s[:, None],
                      mask=(d_s < dim)[None, :], other=0.0)
         chunk_lo = group * GROUP_CHUNKS
+        # No output: z, out, C and y are never touched (stand-ins below).
         _direction(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, u_ptr, u_ptr, chunks_ptr,
                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, 0, n_chunks, h0,
                    chunk_lo, gl.minimum(chunk_lo + GROUP_CHUNKS, n_chunks),
