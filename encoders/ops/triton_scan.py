@@ -123,7 +123,7 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
     """Whether this project's scan is expected to beat mamba-ssm at this (batch, dim).
 
     Measured on an H100 (docs/benchmarks.md). Inference (``needs_grad``
-    False) with the Gluon forward: 1.8-2.6x two mamba-ssm calls at every
+    False) with the Gluon forward: 1.8-3.6x two mamba-ssm calls at every
     VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32), so always
     where Gluon is available. Training: the backward decides; with enough
     (batch x channel block) programs that the sequence needs no splitting it
