@@ -316,6 +316,43 @@ if triton is not None:
         return h, dt_sum
 
     @triton.jit
+    def _forward_pass(
+        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, seg_ptr, dtsum_ptr, state_cols, z_cols, out_cols,
+        zero, seg_offs, rows, b, d_offs, d_mask, split, n_splits, length, chunk_lo, chunk_hi,
+        s_ub, s_ud, s_dtb, s_dtd, s_Bb, s_Bn, s_Cb, s_Cn,
+        REVERSE: tl.constexpr, END_STATES: tl.constexpr, SPLIT: tl.constexpr, ACCUMULATE: tl.constexpr,
+        GATE: tl.constexpr, SOFTPLUS: tl.constexpr, SAVE_STATES: tl.constexpr, CKPT: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """One direction's part of a segment. END_STATES: its end state from a
+        zero start and its summed dt, into ``seg_ptr`` / ``dtsum_ptr``. Else its
+        output (accumulated onto the other direction's if ACCUMULATE), from the
+        start state the carry kernel left (SPLIT) or zero."""
+        A, Dskip, bias = _direction_params(A_ptr, D_ptr, bias_ptr, d_offs, d_mask, STATE)
+        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_ptr, dt_ptr, B_ptr, C_ptr, b, d_offs, s_ub, s_ud, s_dtb,
+                                                          s_dtd, s_Bb, s_Bn, s_Cb, s_Cn, STATE)
+        if END_STATES:
+            # The segment that ends the scan (last in scan order) has no later segment to feed.
+            if (split > 0) if REVERSE else (split < n_splits - 1):
+                h, dts = _segment_forward(
+                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, state_cols,
+                    A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
+                    REVERSE=REVERSE, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
+                    SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
+                tl.store(seg_ptr + seg_offs, h, mask=d_mask[None, :])
+                tl.store(dtsum_ptr + rows * n_splits + split, dts, mask=d_mask)
+        else:
+            if ACCUMULATE:
+                # This program re-reads the other direction's outputs its threads stored.
+                tl.debug_barrier()
+            h0 = tl.load(seg_ptr + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+            _segment_forward(
+                u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, state_cols,
+                A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
+                REVERSE=REVERSE, WRITE_OUT=True, ACCUMULATE=ACCUMULATE, GATE=GATE,
+                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L, CKPT=CKPT)
+
+    @triton.jit
     def _scan_fwd_kernel(
         u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
@@ -342,46 +379,19 @@ if triton is not None:
         zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
 
         # Forward direction. Its output is ungated unless it is the only one.
-        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
-        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_f, dt_f, B_f, C_f, b, d_offs, s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, STATE)
-        if END_STATES:
-            if split < n_splits - 1:  # the last segment's end state is never used
-                h, dts = _segment_forward(
-                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
-                    A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
-                    REVERSE=False, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
-                    SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
-                tl.store(seg_f + seg_offs, h, mask=d_mask[None, :])
-                tl.store(dtsum_f + rows * n_splits + split, dts, mask=d_mask)
-        else:
-            h0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
-            _segment_forward(
-                u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_f + state_cols,
-                A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
-                REVERSE=False, WRITE_OUT=True, ACCUMULATE=False, GATE=HAS_Z and not BIDIRECTIONAL,
-                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L, CKPT=CKPT)
-
+        _forward_pass(
+            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, seg_f, dtsum_f, chunks_f + state_cols, z_cols, out_cols,
+            zero, seg_offs, rows, b, d_offs, d_mask, split, n_splits, length, chunk_lo, chunk_hi,
+            s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
+            REVERSE=False, END_STATES=END_STATES, SPLIT=SPLIT, ACCUMULATE=False, GATE=HAS_Z and not BIDIRECTIONAL,
+            SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, CKPT=CKPT, STATE=STATE, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
-            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
-            u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_b, dt_b, B_b, C_b, b, d_offs, s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, STATE)
-            if END_STATES:
-                if split > 0:  # the backward direction ends in segment 0
-                    h, dts = _segment_forward(
-                        u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
-                        A, Dskip, bias, zero, d_mask, length, chunk_lo, chunk_hi,
-                        REVERSE=True, WRITE_OUT=False, ACCUMULATE=False, GATE=False, SOFTPLUS=SOFTPLUS,
-                        SAVE_STATES=False, STATE=STATE, BLOCK_L=BLOCK_L)
-                    tl.store(seg_b + seg_offs, h, mask=d_mask[None, :])
-                    tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
-            else:
-                # This program re-reads the forward outputs its threads stored.
-                tl.debug_barrier()
-                h0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
-                _segment_forward(
-                    u_cols, dt_cols, B_cols, C_cols, z_cols, out_cols, chunks_b + state_cols,
-                    A, Dskip, bias, h0, d_mask, length, chunk_lo, chunk_hi,
-                    REVERSE=True, WRITE_OUT=True, ACCUMULATE=True, GATE=HAS_Z,
-                    SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, STATE=STATE, BLOCK_L=BLOCK_L, CKPT=CKPT)
+            _forward_pass(
+                u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, seg_b, dtsum_b, chunks_b + state_cols, z_cols, out_cols,
+                zero, seg_offs, rows, b, d_offs, d_mask, split, n_splits, length, chunk_lo, chunk_hi,
+                s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
+                REVERSE=True, END_STATES=END_STATES, SPLIT=SPLIT, ACCUMULATE=True, GATE=HAS_Z,
+                SOFTPLUS=SOFTPLUS, SAVE_STATES=SAVE_STATES, CKPT=CKPT, STATE=STATE, BLOCK_L=BLOCK_L)
 
     @triton.jit
     def _restore_states_kernel(
@@ -631,6 +641,27 @@ if triton is not None:
                 tl.store(dtsum_b + rows * n_splits + split, dts, mask=d_mask)
 
     @triton.jit
+    def _backward_pass(
+        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, chunks_ptr, seg_ptr,
+        du_ptr, ddt_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, state_cols, grad_cols, bc_grad_cols,
+        z_cols, g_cols, ybuf_cols, zero, seg_offs, b, d_offs, d_mask, length, chunk_lo, chunk_hi,
+        s_ub, s_ud, s_dtb, s_dtd, s_Bb, s_Bn, s_Cb, s_Cn,
+        REVERSE: tl.constexpr, Z_MODE: tl.constexpr, SPLIT: tl.constexpr, SOFTPLUS: tl.constexpr,
+        STATE: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """One direction's gradients over a segment, from the adjoint state the
+        carry kernel left in ``seg_ptr`` (SPLIT) or zero."""
+        A, Dskip, bias = _direction_params(A_ptr, D_ptr, bias_ptr, d_offs, d_mask, STATE)
+        lam0 = tl.load(seg_ptr + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
+        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_ptr, dt_ptr, B_ptr, C_ptr, b, d_offs, s_ub, s_ud, s_dtb,
+                                                          s_dtd, s_Bb, s_Bn, s_Cb, s_Cn, STATE)
+        _direction_backward(
+            u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, chunks_ptr + state_cols,
+            du_ptr + grad_cols, ddt_ptr + grad_cols, dB_ptr + bc_grad_cols, dC_ptr + bc_grad_cols, dA_ptr, dD_ptr,
+            dbias_ptr, A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
+            REVERSE=REVERSE, Z_MODE=Z_MODE, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
+
+    @triton.jit
     def _scan_bwd_kernel(
         u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f,
         du_f, ddt_f, dB_f, dC_f, dA_f, dD_f, dbias_f,
@@ -662,24 +693,20 @@ if triton is not None:
         seg_offs = (rows[None, :] * n_splits + split) * STATE + n_offs[:, None]
         zero = tl.zeros([STATE, BLOCK_D], dtype=tl.float32)
 
-        A, Dskip, bias = _direction_params(A_f, D_f, bias_f, d_offs, d_mask, STATE)
-        lam0 = tl.load(seg_f + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
-        u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_f, dt_f, B_f, C_f, b, d_offs, s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn, STATE)
-        _direction_backward(
-            u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, chunks_f + state_cols,
-            du_f + grad_cols, ddt_f + grad_cols, dB_f + bc_grad_cols, dC_f + bc_grad_cols, dA_f, dD_f, dbias_f,
-            A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
-            REVERSE=False, Z_MODE=Z_FIRST, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
+        _backward_pass(
+            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f, seg_f,
+            du_f, ddt_f, dB_f, dC_f, dA_f, dD_f, dbias_f, state_cols, grad_cols, bc_grad_cols,
+            z_cols, g_cols, ybuf_cols, zero, seg_offs, b, d_offs, d_mask, length, chunk_lo, chunk_hi,
+            s_ufb, s_ufd, s_dtfb, s_dtfd, s_Bfb, s_Bfn, s_Cfb, s_Cfn,
+            REVERSE=False, Z_MODE=Z_FIRST, SPLIT=SPLIT, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
         if BIDIRECTIONAL:
             tl.debug_barrier()  # the stashed forward-direction y is read by other threads
-            A, Dskip, bias = _direction_params(A_b, D_b, bias_b, d_offs, d_mask, STATE)
-            lam0 = tl.load(seg_b + seg_offs, mask=d_mask[None, :], other=0.0) if SPLIT else zero
-            u_cols, dt_cols, B_cols, C_cols = _direction_cols(u_b, dt_b, B_b, C_b, b, d_offs, s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn, STATE)
-            _direction_backward(
-                u_cols, dt_cols, B_cols, C_cols, z_cols, g_cols, ybuf_cols, chunks_b + state_cols,
-                du_b + grad_cols, ddt_b + grad_cols, dB_b + bc_grad_cols, dC_b + bc_grad_cols, dA_b, dD_b, dbias_b,
-                A, Dskip, bias, lam0, d_offs, d_mask, length, chunk_lo, chunk_hi,
-                REVERSE=True, Z_MODE=2 if HAS_Z else 0, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
+            _backward_pass(
+                u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b, seg_b,
+                du_b, ddt_b, dB_b, dC_b, dA_b, dD_b, dbias_b, state_cols, grad_cols, bc_grad_cols,
+                z_cols, g_cols, ybuf_cols, zero, seg_offs, b, d_offs, d_mask, length, chunk_lo, chunk_hi,
+                s_ubb, s_ubd, s_dtbb, s_dtbd, s_Bbb, s_Bbn, s_Cbb, s_Cbn,
+                REVERSE=True, Z_MODE=2 if HAS_Z else 0, SPLIT=SPLIT, SOFTPLUS=SOFTPLUS, STATE=STATE, BLOCK_L=BLOCK_L)
 
 
 def _launch_options(num_warps: int, max_registers: Optional[int]) -> dict:
