@@ -262,7 +262,8 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
     config = gluon_scan.DEFAULT_GLUON_CONFIG
     name, flags = GLUON_COMPILE_CASES[case]
     kernel = getattr(gluon_scan, name)
-    constants = dict(flags, STATE=16, BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread)
+    constants = dict(flags, STATE=16, BLOCK_L=config.block_l,
+                     **gluon_scan._kernel_layouts(config, 16, reduce=name == "_gluon_scan_bwd_kernel"))
     signature = {}
     for param in kernel.params:
         arg = param.name

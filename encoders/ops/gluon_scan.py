@@ -274,27 +274,14 @@ if gluon is not None:
         s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb,
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
-        STATE: gl.constexpr, BLOCK_L: gl.constexpr, STATES_PER_THREAD: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
+        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
     ):
         """Grid (batch, channel blocks, segments). END_STATES: each segment's
         end state from a zero start and its summed dt, into ``seg_*`` /
         ``dtsum_*`` (launch 1 of 3 of a split scan). Otherwise write y, each
         segment starting from the state the carry kernel left in ``seg_*`` (if
         SPLIT) or from zero."""
-        NUM_WARPS: gl.constexpr = gl.num_warps()
-        LANES_N: gl.constexpr = STATE // STATES_PER_THREAD
-        LANES_D: gl.constexpr = 32 // LANES_N
-        BLOCK_D: gl.constexpr = LANES_D * NUM_WARPS
-        LANES_L: gl.constexpr = 32 if BLOCK_L >= 32 else BLOCK_L
-        LS: gl.constexpr = gl.BlockedLayout([STATES_PER_THREAD, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [0, 1])
-        LC: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
-        LD: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [1, 0])
-        LD_B: gl.constexpr = gl.BlockedLayout([1, 1], [32 // STATE, STATE], [1, NUM_WARPS], [1, 0])
-        # Row-major tiles, one row per position: a step reads one row (dt,
-        # dt*u: lanes along channels; B, C: every lane the same states, a
-        # broadcast) and writes one row of y. Tiles are written and read whole
-        # with lanes along rows (LD, LD_B): no bank conflicts either way.
-        ROWS: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
         smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_y = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
@@ -326,22 +313,13 @@ if gluon is not None:
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, ckpt_ptr, chunks_ptr,
         dim, length, n_slots, n_chunks, s_ub, s_dtb, s_Bb, s_Cb,
         REVERSE: gl.constexpr, SOFTPLUS: gl.constexpr, GROUP_CHUNKS: gl.constexpr,
-        STATE: gl.constexpr, BLOCK_L: gl.constexpr, STATES_PER_THREAD: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
+        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
     ):
         """Grid (batch, channel blocks, checkpoint groups), one direction: the
         state entering every chunk (``chunks_ptr``, (batch, dim, n_chunks,
         STATE)) re-scanned from the one the forward kept per group of
         GROUP_CHUNKS chunks (``ckpt_ptr``); groups are independent."""
-        NUM_WARPS: gl.constexpr = gl.num_warps()
-        LANES_N: gl.constexpr = STATE // STATES_PER_THREAD
-        LANES_D: gl.constexpr = 32 // LANES_N
-        BLOCK_D: gl.constexpr = LANES_D * NUM_WARPS
-        LANES_L: gl.constexpr = 32 if BLOCK_L >= 32 else BLOCK_L
-        LS: gl.constexpr = gl.BlockedLayout([STATES_PER_THREAD, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [0, 1])
-        LC: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
-        LD: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [1, 0])
-        LD_B: gl.constexpr = gl.BlockedLayout([1, 1], [32 // STATE, STATE], [1, NUM_WARPS], [1, 0])
-        ROWS: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
         smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
@@ -565,21 +543,10 @@ if gluon is not None:
         z_ptr, g_ptr, ybuf_ptr, dim, length, n_chunks, chunks_per_split, n_splits,
         s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb,
         BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr, SPLIT: gl.constexpr, SOFTPLUS: gl.constexpr,
-        STATE: gl.constexpr, BLOCK_L: gl.constexpr, STATES_PER_THREAD: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
+        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr, LR: gl.constexpr,
     ):
         """Grid (batch, channel blocks, segments): both directions' gradients."""
-        NUM_WARPS: gl.constexpr = gl.num_warps()
-        LANES_N: gl.constexpr = STATE // STATES_PER_THREAD
-        LANES_D: gl.constexpr = 32 // LANES_N
-        BLOCK_D: gl.constexpr = LANES_D * NUM_WARPS
-        LANES_L: gl.constexpr = 32 if BLOCK_L >= 32 else BLOCK_L
-        LS: gl.constexpr = gl.BlockedLayout([STATES_PER_THREAD, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [0, 1])
-        LC: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_L, 32 // LANES_L], [1, NUM_WARPS], [0, 1])
-        LD: gl.constexpr = gl.BlockedLayout([1, 1], [LANES_N, LANES_D], [1, NUM_WARPS], [1, 0])
-        LD_B: gl.constexpr = gl.BlockedLayout([1, 1], [32 // STATE, STATE], [1, NUM_WARPS], [1, 0])
-        # (STATE, BLOCK_D) with the channels in registers, for the sums over channels.
-        LR: gl.constexpr = gl.BlockedLayout([1, 1], [STATE, 32 // STATE], [1, NUM_WARPS], [1, 0])
-        ROWS: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
         smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_dy = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
@@ -622,6 +589,39 @@ def _rows_of_length(t: Tensor) -> Tensor:
     if t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]:
         return t
     return t.contiguous()
+
+
+def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -> dict:
+    """The layouts every kernel here is written against, as constexpr launch
+    arguments (one place decides them):
+
+    - LS (STATE, BLOCK_D): the state; a thread holds ``states_per_thread``
+      states of one channel, ``state // states_per_thread`` lanes share it.
+    - LC (BLOCK_L, BLOCK_D) and (BLOCK_L, STATE): global tiles, coalesced
+      (lanes along positions).
+    - LD, LD_B: the same tiles with lanes along a row, for writing and reading
+      shared-memory rows without bank conflicts.
+    - LR (STATE, BLOCK_D) with the channels in registers, for sums over
+      channels (the backward's dB, dC), only with ``reduce``.
+    - ROWS: row-major shared tiles, one row per position: a step reads one
+      row (dt, dt*u: lanes along channels; B, C: every lane the same states,
+      a broadcast).
+    """
+    warps = config.num_warps
+    lanes_n = state // config.states_per_thread
+    lanes_d = 32 // lanes_n
+    lanes_l = min(32, config.block_l)
+    layouts = dict(
+        BLOCK_D=config.block_d(state),
+        LS=gl.BlockedLayout([config.states_per_thread, 1], [lanes_n, lanes_d], [1, warps], [0, 1]),
+        LC=gl.BlockedLayout([1, 1], [lanes_l, 32 // lanes_l], [1, warps], [0, 1]),
+        LD=gl.BlockedLayout([1, 1], [lanes_n, lanes_d], [1, warps], [1, 0]),
+        LD_B=gl.BlockedLayout([1, 1], [32 // state, state], [1, warps], [1, 0]),
+        ROWS=gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
+    )
+    if reduce:
+        layouts["LR"] = gl.BlockedLayout([1, 1], [state, 32 // state], [1, warps], [1, 0])
+    return layouts
 
 
 def _prepare(direction: ScanInputs) -> ScanInputs:
@@ -697,7 +697,7 @@ def gluon_scan_forward(
             dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0)]
     flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
                  SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, STATE=state, BLOCK_L=config.block_l,
-                 STATES_PER_THREAD=config.states_per_thread, num_warps=config.num_warps)
+                 num_warps=config.num_warps, **_kernel_layouts(config, state))
     if splits > 1:
         _gluon_scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
         triton_scan._scan_carry_kernel[(batch, _cdiv(dim, 16))](
@@ -749,7 +749,7 @@ def gluon_scan_backward(
         _gluon_restore_kernel[(batch, _cdiv(dim, block_d), n_slots)](
             *direction, ckpt, chunks, dim, length, n_slots, n_chunks, *_batch_strides(direction),
             REVERSE=reverse, SOFTPLUS=delta_softplus, GROUP_CHUNKS=group_chunks, STATE=state,
-            BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread, num_warps=config.num_warps)
+            BLOCK_L=config.block_l, num_warps=config.num_warps, **_kernel_layouts(config, state))
         return chunks
 
     chunks_f = chunk_states(f, saved[0], False)
@@ -792,7 +792,7 @@ def gluon_scan_backward(
         dim, length, n_chunks, chunks_per_split, splits,
         *_batch_strides(f), *_batch_strides(b), zt.stride(0), grad_out.stride(0),
         BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SPLIT=splits > 1, SOFTPLUS=delta_softplus,
-        STATE=state, BLOCK_L=config.block_l, STATES_PER_THREAD=config.states_per_thread,
+        STATE=state, BLOCK_L=config.block_l, **_kernel_layouts(config, state, reduce=True),
         num_warps=config.num_warps)
 
     def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
