@@ -685,13 +685,7 @@ def gluon_scan_forward(
         ckpt_b = torch.empty_like(ckpt_f) if bidirectional else ckpt_f
     else:
         ckpt_f = ckpt_b = out  # never written
-    if splits > 1:
-        seg_f = torch.empty(batch, dim, splits, state, **f32)
-        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
-        dtsum_f = torch.empty(batch, dim, splits, **f32)
-        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
-    else:
-        seg_f = seg_b = dtsum_f = dtsum_b = out  # never read
+    seg_f, seg_b, dtsum_f, dtsum_b = triton_scan._segment_buffers(batch, dim, splits, state, bidirectional, out)
     grid = (batch, _cdiv(dim, config.block_d(state)), splits)
     args = [*f, *b, zt, out, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
             dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0)]
@@ -767,26 +761,10 @@ def gluon_scan_backward(
     splits = config.choose_splits(batch, dim, length, state)
     chunks_per_split = _cdiv(n_chunks, splits)
     splits = _cdiv(n_chunks, chunks_per_split)
-    if splits > 1:
-        seg_f = torch.empty(batch, dim, splits, state, **f32)
-        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
-        dtsum_f = torch.empty(batch, dim, splits, **f32)
-        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
-        end_block_d = 8
-        # The first two launches of a split backward (segment adjoint ends, carry) are the Triton ones.
-        triton_scan._adjoint_end_kernel[(batch, _cdiv(dim, end_block_d), splits)](
-            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg_f, seg_b, dtsum_f, dtsum_b,
-            dim, length, n_chunks, chunks_per_split, splits,
-            f[1].stride(0), f[1].stride(1), f[4].stride(0), f[4].stride(1),
-            b[1].stride(0), b[1].stride(1), b[4].stride(0), b[4].stride(1),
-            zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1),
-            BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-            STATE=state, BLOCK_D=end_block_d, BLOCK_L=config.block_l, num_warps=1)
-        triton_scan._scan_carry_kernel[(batch, _cdiv(dim, end_block_d))](
-            seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
-            BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=end_block_d)
-    else:
-        seg_f = seg_b = ybuf  # never read
+    # The first two launches of a split backward (segment adjoint ends, carry) are the Triton ones.
+    seg_f, seg_b = triton_scan._adjoint_segment_starts(
+        f, b, zt, grad_out, bidirectional, z is not None, delta_softplus, n_chunks, chunks_per_split, splits,
+        config.block_l, 8, {"num_warps": 1}, ybuf)
     _gluon_scan_bwd_kernel[(batch, _cdiv(dim, block_d), splits)](
         *f, chunks_f, seg_f, *grads_f, *b, chunks_b, seg_b, *grads_b, zt, grad_out, ybuf,
         dim, length, n_chunks, chunks_per_split, splits,

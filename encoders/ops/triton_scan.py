@@ -742,6 +742,46 @@ def _segments(batch: int, dim: int, length: int, block_d: int, config: TritonSca
     return _cdiv(n_chunks, chunks_per_split), chunks_per_split
 
 
+def _segment_buffers(batch: int, dim: int, splits: int, state: int, bidirectional: bool,
+                     unused: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(seg_f, seg_b, dtsum_f, dtsum_b) of a scan split into ``splits``
+    segments: float32 segment states (batch, dim, splits, state) and summed dt
+    (batch, dim, splits) per direction. Without a split, ``unused`` stands in
+    for all four (never read)."""
+    if splits == 1:
+        return unused, unused, unused, unused
+    seg_f = torch.empty(batch, dim, splits, state, device=unused.device, dtype=torch.float32)
+    dtsum_f = torch.empty(batch, dim, splits, device=unused.device, dtype=torch.float32)
+    if not bidirectional:
+        return seg_f, seg_f, dtsum_f, dtsum_f
+    return seg_f, torch.empty_like(seg_f), dtsum_f, torch.empty_like(dtsum_f)
+
+
+def _adjoint_segment_starts(f: ScanInputs, b: ScanInputs, zt: Tensor, grad_out: Tensor, bidirectional: bool,
+                            has_z: bool, delta_softplus: bool, n_chunks: int, chunks_per_split: int, splits: int,
+                            block_l: int, block_d: int, options: dict, unused: Tensor) -> tuple[Tensor, Tensor]:
+    """Launches 1 and 2 of a backward split into ``splits`` segments (of
+    ``chunks_per_split`` chunks of ``block_l``): every segment's local adjoint
+    end state, then the carry pass. Returns (seg_f, seg_b), the adjoint state
+    entering each segment per direction (``unused`` without a split)."""
+    batch, dim, length = f[0].shape
+    state = f[2].shape[1]
+    seg_f, seg_b, dtsum_f, dtsum_b = _segment_buffers(batch, dim, splits, state, bidirectional, unused)
+    if splits > 1:
+        _adjoint_end_kernel[(batch, _cdiv(dim, block_d), splits)](
+            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg_f, seg_b, dtsum_f, dtsum_b,
+            dim, length, n_chunks, chunks_per_split, splits,
+            f[1].stride(0), f[1].stride(1), f[4].stride(0), f[4].stride(1),
+            b[1].stride(0), b[1].stride(1), b[4].stride(0), b[4].stride(1),
+            zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1),
+            BIDIRECTIONAL=bidirectional, HAS_Z=has_z, SOFTPLUS=delta_softplus,
+            STATE=state, BLOCK_D=block_d, BLOCK_L=block_l, **options)
+        _scan_carry_kernel[(batch, _cdiv(dim, block_d))](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
+                                                         BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state,
+                                                         BLOCK_D=block_d)
+    return seg_f, seg_b
+
+
 def scan_forward(
     forward: ScanInputs,
     backward: Optional[ScanInputs],
@@ -785,13 +825,7 @@ def scan_forward(
         chunks_b = torch.empty(batch, dim, n_slots, state, **f32) if bidirectional else chunks_f
     else:
         chunks_f = chunks_b = out  # never written
-    if splits > 1:
-        seg_f = torch.empty(batch, dim, splits, state, **f32)
-        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
-        dtsum_f = torch.empty(batch, dim, splits, **f32)
-        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
-    else:
-        seg_f = seg_b = dtsum_f = dtsum_b = out  # never read
+    seg_f, seg_b, dtsum_f, dtsum_b = _segment_buffers(batch, dim, splits, state, bidirectional, out)
     grid = (batch, _cdiv(dim, config.block_d), splits)
     args = [*f, *b, zt, out, seg_f, seg_b, dtsum_f, dtsum_b, chunks_f, chunks_b,
             dim, length, n_chunks, chunks_per_split, splits, n_slots,
@@ -884,22 +918,8 @@ def scan_backward(
     options = _launch_options(config.backward_num_warps,
                               config.backward_max_registers if splits == 1 else config.backward_split_max_registers)
     strides = [*_row_strides(f), *_row_strides(b), zt.stride(0), zt.stride(1), grad_out.stride(0), grad_out.stride(1)]
-    if splits > 1:
-        seg_f = torch.empty(batch, dim, splits, state, **f32)
-        seg_b = torch.empty_like(seg_f) if bidirectional else seg_f
-        dtsum_f = torch.empty(batch, dim, splits, **f32)
-        dtsum_b = torch.empty_like(dtsum_f) if bidirectional else dtsum_f
-        s_f, s_b = _row_strides(f), _row_strides(b)
-        _adjoint_end_kernel[grid](
-            f[1], f[2], f[4], f[5], f[6], b[1], b[2], b[4], b[5], b[6], zt, grad_out, seg_f, seg_b, dtsum_f, dtsum_b,
-            dim, length, n_chunks, chunks_per_split, splits,
-            s_f[2], s_f[3], s_f[6], s_f[7], s_b[2], s_b[3], s_b[6], s_b[7], *strides[16:],
-            BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-            STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l, **options)
-        _scan_carry_kernel[grid[:2]](seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
-                                     BIDIRECTIONAL=bidirectional, ADJOINT=True, STATE=state, BLOCK_D=block_d)
-    else:
-        seg_f = seg_b = ybuf  # never read
+    seg_f, seg_b = _adjoint_segment_starts(f, b, zt, grad_out, bidirectional, z is not None, delta_softplus,
+                                           n_chunks, chunks_per_split, splits, config.block_l, block_d, options, ybuf)
     _scan_bwd_kernel[grid](
         *f, saved[0], *grads_f, *b, chunks_b, *grads_b, zt, grad_out, ybuf, seg_f, seg_b,
         dim, length, n_chunks, chunks_per_split, splits, *strides,
