@@ -772,13 +772,5 @@ def gluon_scan_backward(
         BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SPLIT=splits > 1, SOFTPLUS=delta_softplus,
         STATE=state, BLOCK_L=config.block_l, **_kernel_layouts(config, state, reduce=True),
         num_warps=config.num_warps)
-
-    def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
-        du, ddelta, dA, dB, dC, dD, dbias = grads
-        _, _, A, B, C, D, bias = original
-        return [du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype), dbias.to(bias.dtype)]
-
-    out_f = in_input_order(forward, grads_f)
-    out_b = in_input_order(backward, grads_b) if bidirectional else None
-    dz = ybuf.to(z.dtype) if z is not None else None
-    return out_f, out_b, dz
+    return triton_scan._gradients_in_input_order(forward, backward, grads_f, grads_b if bidirectional else None,
+                                                 z, ybuf)

@@ -865,6 +865,23 @@ def _restore_chunk_states(f: ScanInputs, b: Optional[ScanInputs], saved: tuple[T
     return chunks_f, (chunks_b if b is not None else None)
 
 
+def _gradients_in_input_order(
+    forward: ScanInputs, backward: Optional[ScanInputs], grads_f: list[Tensor], grads_b: Optional[list[Tensor]],
+    z: Optional[Tensor], dz: Tensor,
+) -> tuple[list[Tensor], Optional[list[Tensor]], Optional[Tensor]]:
+    """A backward's result: each direction's [du, ddelta, dA, dB, dC, dD,
+    ddelta_bias] (given in that order) in its input's dtype, then dz (float32
+    ``dz`` cast to z's dtype) or None."""
+
+    def cast(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
+        du, ddelta, dA, dB, dC, dD, dbias = grads
+        _, _, A, B, C, D, bias = original
+        return [du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype), dbias.to(bias.dtype)]
+
+    return (cast(forward, grads_f), cast(backward, grads_b) if backward is not None else None,
+            dz.to(z.dtype) if z is not None else None)
+
+
 def scan_backward(
     forward: ScanInputs,
     backward: Optional[ScanInputs],
@@ -927,15 +944,12 @@ def scan_backward(
         SOFTPLUS=delta_softplus, SPLIT=splits > 1, STATE=state, BLOCK_D=block_d, BLOCK_L=config.block_l,
         **options)
 
-    def in_input_order(original: ScanInputs, grads: list[Tensor]) -> list[Tensor]:
+    def input_order(grads: list[Tensor]) -> list[Tensor]:  # the kernel's buffers are du, ddelta, dB, dC, dA, ...
         du, ddelta, dB, dC, dA, dD, dbias = grads
-        _, _, A, B, C, D, bias = original
-        return [du, ddelta, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype), dD.to(D.dtype), dbias.to(bias.dtype)]
+        return [du, ddelta, dA, dB, dC, dD, dbias]
 
-    out_f = in_input_order(forward, grads_f)
-    out_b = in_input_order(backward, grads_b) if bidirectional else None
-    dz = ybuf.to(z.dtype) if z is not None else None
-    return out_f, out_b, dz
+    return _gradients_in_input_order(forward, backward, input_order(grads_f),
+                                     input_order(grads_b) if bidirectional else None, z, ybuf)
 
 
 class _BidirectionalScanFunction(torch.autograd.Function):
