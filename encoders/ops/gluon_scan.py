@@ -79,13 +79,8 @@ class GluonScanConfig:
         return 32 // (state // self.states_per_thread) * self.num_warps
 
     def choose_splits(self, batch: int, dim: int, length: int, state: int) -> int:
-        n_chunks = _cdiv(length, self.block_l)
-        if self.splits is not None:
-            return max(1, min(self.splits, n_chunks))
-        programs = batch * _cdiv(dim, self.block_d(state))
-        if programs >= self.min_programs:
-            return 1
-        return max(1, min(_cdiv(self.split_target, programs), n_chunks))
+        return triton_scan.splits_for(batch * _cdiv(dim, self.block_d(state)), _cdiv(length, self.block_l),
+                                      self.splits, self.min_programs, self.split_target)
 
 
 DEFAULT_GLUON_CONFIG = GluonScanConfig()

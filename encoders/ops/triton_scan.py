@@ -139,16 +139,22 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
 
 
 def choose_splits(batch: int, dim: int, length: int, config: TritonScanConfig) -> int:
-    """Segments per sequence: 1 when batch x channel blocks already give
-    ``config.min_programs`` programs, else enough for ``config.split_target``
-    (at most one per chunk). Measured (docs/benchmarks.md): splitting costs a
-    second pass of exponentials, so it pays only when programs are scarce."""
-    if config.splits is not None:
-        return max(1, min(config.splits, _cdiv(length, config.block_l)))
-    programs = batch * _cdiv(dim, config.block_d)
-    if programs >= config.min_programs:
+    """Segments per sequence for programs of ``config.block_d`` channels (:func:`splits_for`)."""
+    return splits_for(batch * _cdiv(dim, config.block_d), _cdiv(length, config.block_l), config.splits,
+                      config.min_programs, config.split_target)
+
+
+def splits_for(programs: int, n_chunks: int, splits: Optional[int], min_programs: int, split_target: int) -> int:
+    """Segments per sequence, given ``programs`` (batch x channel blocks) and
+    ``n_chunks`` chunks: ``splits`` if fixed, else 1 when the programs reach
+    ``min_programs``, else enough for ``split_target`` programs; at most one
+    segment per chunk. Measured (docs/benchmarks.md): splitting costs a second
+    pass of exponentials, so it pays only when programs are scarce."""
+    if splits is not None:
+        return max(1, min(splits, n_chunks))
+    if programs >= min_programs:
         return 1
-    return max(1, min(_cdiv(config.split_target, programs), _cdiv(length, config.block_l)))
+    return max(1, min(_cdiv(split_target, programs), n_chunks))
 
 
 def _cdiv(a: int, b: int) -> int:
