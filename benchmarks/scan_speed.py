@@ -153,30 +153,34 @@ SWEEP_SHAPES = ((8, 32), (64, 4))  # (frames, batch) at Ti width
 SWEEP_MIN_PROGRAMS = (1, 512, 2048)  # 1: never split the sequence
 
 
-#: Gluon forward tiles, (block_l, states_per_thread, num_warps).
-GLUON_TILES = [(16, 8, 1), (8, 8, 1), (16, 4, 1), (8, 4, 1), (16, 16, 1), (16, 8, 2), (16, 4, 2)]
+#: Gluon forward tiles, (block_l, states_per_thread, num_warps, interleave_directions).
+GLUON_TILES = [(8, 8, 1, False), (8, 8, 1, True), (8, 4, 1, False), (8, 4, 1, True), (16, 4, 1, False),
+               (16, 4, 1, True), (8, 4, 2, False), (8, 4, 2, True)]
 GLUON_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 32, 8), (384, 64, 4), (768, 8, 32), (768, 64, 4))
-GLUON_MIN_PROGRAMS = (1, 512, 1024)
+GLUON_MIN_PROGRAMS = (512, 1024)
 
 
 def gluon_sweep() -> None:
-    """Gluon forward tiles and segment counts, Ti and S widths."""
+    """Gluon forward tiles, the directions one after the other or interleaved,
+    and segment counts, Ti and S widths."""
     print("\n### Gluon forward tiles\n")
-    print("| dim | frames | batch | block_l | states/thread | warps | min_programs | splits | fwd us |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+    print("| dim | frames | batch | block_l | states/thread | warps | interleaved | min_programs | splits | fwd us |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     for dim, frames, batch in GLUON_SHAPES:
         length = 1 + 196 * frames
         fwd, bwd, z = problem(batch, dim, length)
-        for (block_l, per_thread, warps), min_programs in itertools.product(GLUON_TILES, GLUON_MIN_PROGRAMS):
-            config = GluonScanConfig(block_l, per_thread, warps, min_programs=min_programs)
+        for (block_l, per_thread, warps, interleave), min_programs in itertools.product(GLUON_TILES,
+                                                                                         GLUON_MIN_PROGRAMS):
+            config = GluonScanConfig(block_l, per_thread, warps, min_programs=min_programs,
+                                     interleave_directions=interleave)
             splits = config.choose_splits(batch, dim, length, STATE)
             try:
                 t = cuda_time(lambda: gluon_scan_forward(fwd, bwd, z, True, config), iters=10)
                 result = f"{t * 1e6:.0f}"
             except Exception as err:
                 result = f"failed: {type(err).__name__}"
-            print(f"| {dim} | {frames} | {batch} | {block_l} | {per_thread} | {warps} | {min_programs} | {splits} | "
-                  f"{result} |", flush=True)
+            print(f"| {dim} | {frames} | {batch} | {block_l} | {per_thread} | {warps} | {interleave} | "
+                  f"{min_programs} | {splits} | {result} |", flush=True)
 
 
 GLUON_BACKWARD_TILES = [(8, 8, 1), (16, 8, 1), (8, 16, 1), (4, 8, 1), (8, 4, 1), (8, 8, 2)]

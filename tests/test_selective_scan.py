@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -195,7 +196,8 @@ def _skip_without_gluon() -> None:
         pytest.skip("this Triton has no Gluon")
 
 
-GLUON_TILES = [(16, 8, 1), (8, 16, 1), (16, 4, 2), (4, 2, 1)]  # (block_l, states_per_thread, num_warps)
+#: (block_l, states_per_thread, num_warps, interleave_directions)
+GLUON_TILES = [(16, 8, 1, False), (8, 16, 1, True), (16, 4, 2, True), (4, 2, 1, False), (8, 8, 1, True)]
 
 
 @pytest.mark.gpu
@@ -204,23 +206,27 @@ GLUON_TILES = [(16, 8, 1), (8, 16, 1), (16, 4, 2), (4, 2, 1)]  # (block_l, state
 @pytest.mark.parametrize("batch,dim,length", [(1, 24, 1), (3, 24, 37), (2, 40, 1569), (1, 48, 12545), (64, 24, 197)])
 def test_gluon_forward_matches_float64(tile, dtype, tol, batch, dim, length):
     """The Gluon forward alone, every tile shape (lanes per channel 1 to 8),
-    short and long sequences (long ones at batch 1 split into segments)."""
+    directions interleaved or not, short and long sequences (long ones at
+    batch 1 split into segments)."""
     from encoders.ops.gluon_scan import GluonScanConfig
 
     _skip_without_gluon()
-    config = GluonScanConfig(*tile)
+    block_l, states_per_thread, num_warps, interleave = tile
+    config = GluonScanConfig(block_l, states_per_thread, num_warps, interleave_directions=interleave)
     assert gluon_forward_errors(batch, dim, length, config, dtype=dtype, seed=length + batch) <= tol
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("interleave", [False, True])
 @pytest.mark.parametrize("splits", [2, 7, 1000])
 @pytest.mark.parametrize("bidirectional,gate,softplus", [(True, True, True), (False, True, True),
                                                          (True, False, True), (False, False, False)])
-def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, softplus):
+def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, softplus, interleave):
     from encoders.ops.gluon_scan import GluonScanConfig
 
     _skip_without_gluon()
-    error = gluon_forward_errors(2, 40, 3001, GluonScanConfig(splits=splits), bidirectional=bidirectional,
+    config = GluonScanConfig(splits=splits, interleave_directions=interleave)
+    error = gluon_forward_errors(2, 40, 3001, config, bidirectional=bidirectional,
                                  gate=gate, softplus=softplus, seed=0)
     assert error <= 1e-4
 
@@ -229,13 +235,16 @@ def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, sof
 GLUON_COMPILE_CASES = {
     "forward, split, saving states": ("_gluon_scan_fwd_kernel", dict(
         END_STATES=False, SPLIT=True, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=True,
-        CKPT_CHUNKS=8)),
+        CKPT_CHUNKS=8, INTERLEAVE=False)),
+    "forward, interleaved, saving states": ("_gluon_scan_fwd_kernel", dict(
+        END_STATES=False, SPLIT=False, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=True,
+        CKPT_CHUNKS=8, INTERLEAVE=True)),
     "forward, segment end states": ("_gluon_scan_fwd_kernel", dict(
         END_STATES=True, SPLIT=False, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False,
-        CKPT_CHUNKS=8)),
+        CKPT_CHUNKS=8, INTERLEAVE=False)),
     "forward, one direction": ("_gluon_scan_fwd_kernel", dict(
         END_STATES=False, SPLIT=False, BIDIRECTIONAL=False, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False,
-        CKPT_CHUNKS=8)),
+        CKPT_CHUNKS=8, INTERLEAVE=False)),
     "restore states": ("_gluon_restore_kernel", dict(REVERSE=True, SOFTPLUS=True, GROUP_CHUNKS=8)),
     "backward, split": ("_gluon_scan_bwd_kernel", dict(BIDIRECTIONAL=True, HAS_Z=True, SPLIT=True, SOFTPLUS=True)),
 }
@@ -284,7 +293,8 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
 
 @pytest.mark.gpu
 def test_gluon_forward_saves_the_states_the_triton_forward_saves():
-    """Checkpointed states (what the Triton backward restarts from), split and not."""
+    """Checkpointed states (what the Triton backward restarts from), split
+    and not, directions interleaved and not."""
     from encoders.ops.gluon_scan import GluonScanConfig, gluon_scan_forward
     from encoders.ops.triton_scan import TritonScanConfig, scan_forward
 
@@ -295,9 +305,10 @@ def test_gluon_forward_saves_the_states_the_triton_forward_saves():
     triton_config = TritonScanConfig(gluon_forward=False)
     y_t, (sf_t, sb_t) = scan_forward(direction(fwd), direction(bwd), fwd["z"], True, triton_config, save_states=True)
     every = triton_config.block_l * triton_config.state_checkpoint_chunks
-    for splits in (1, 5):
-        y_g, (sf_g, sb_g) = gluon_scan_forward(direction(fwd), direction(bwd), fwd["z"], True,
-                                               GluonScanConfig(splits=splits), checkpoint_positions=every)
+    for splits, interleave in itertools.product((1, 5), (False, True)):
+        config = GluonScanConfig(splits=splits, interleave_directions=interleave)
+        y_g, (sf_g, sb_g) = gluon_scan_forward(direction(fwd), direction(bwd), fwd["z"], True, config,
+                                               checkpoint_positions=every)
         assert relative_error(y_g, y_t) <= 1e-5
         assert relative_error(sf_g, sf_t) <= 1e-5 and relative_error(sb_g, sb_t) <= 1e-5
 

@@ -18,8 +18,11 @@ dialect, compiled at run time like Triton, no CUDA build):
   one row (a broadcast for B and C). The chunk's outputs go back through shared
   memory and leave coalesced, gated.
 - The next chunk's global loads are issued before this chunk's arithmetic.
-- Both directions run in one program, one after the other; the backward
-  direction accumulates onto the forward's stored (ungated) output and gates.
+- Both directions run in one program: with few programs in one loop (step k
+  scans the forward direction's chunk k and the backward direction's chunk
+  n-1-k, two independent recurrences per thread), else one after the other
+  (fewer registers, more programs per SM). A chunk's first direction stores
+  its ungated part of y; the second adds its own and gates.
   Long sequences at small batch are split into segments (three launches).
 
 The forward is what ``bidirectional_selective_scan_triton`` runs by default
@@ -31,6 +34,7 @@ stays the default (``TritonScanConfig.gluon_backward``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -63,6 +67,10 @@ class GluonScanConfig:
       :class:`encoders.ops.triton_scan.TritonScanConfig`: with fewer than
       ``min_programs`` (batch x channel-block) programs, the sequence is cut
       into segments for about ``split_target`` programs (three launches).
+    - interleave_directions: the forward runs both directions in one loop
+      (two independent recurrences per thread) instead of one after the
+      other. None: only up to ``interleave_max_programs`` programs (segments
+      included), where its extra registers cost no occupancy.
 
     Defaults are the forward's best from ``benchmarks/scan_speed.py
     --gluon-sweep`` on an H100 (docs/benchmarks.md).
@@ -74,6 +82,8 @@ class GluonScanConfig:
     splits: Optional[int] = None
     min_programs: int = 512
     split_target: int = 2048
+    interleave_directions: Optional[bool] = None
+    interleave_max_programs: int = 1024
 
     def block_d(self, state: int) -> int:
         return 32 // (state // self.states_per_thread) * self.num_warps
@@ -81,6 +91,12 @@ class GluonScanConfig:
     def choose_splits(self, batch: int, dim: int, length: int, state: int) -> int:
         return triton_scan.splits_for(batch * _cdiv(dim, self.block_d(state)), _cdiv(length, self.block_l),
                                       self.splits, self.min_programs, self.split_target)
+
+    def interleaves(self, programs: int) -> bool:
+        """Whether a forward of ``programs`` programs interleaves the directions."""
+        if self.interleave_directions is not None:
+            return self.interleave_directions
+        return programs <= self.interleave_max_programs
 
 
 DEFAULT_GLUON_CONFIG = GluonScanConfig()
@@ -110,6 +126,46 @@ if gluon is not None:
         return u, delta, Bc, Cc
 
     @gluon.jit
+    def _direction_inputs(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, b, d0, dim, length,
+                          s_ub, s_dtb, s_Bb, s_Cb, STATE: gl.constexpr, BLOCK_D: gl.constexpr,
+                          LS: gl.constexpr, LC: gl.constexpr):
+        """One direction's parameters for channels [d0, d0 + BLOCK_D) of batch
+        b: A * log2(e) (STATE, BLOCK_D) in LS, delta bias and D (BLOCK_D,) in
+        LC's channel slice, and the base pointers of u, delta (at channel d0),
+        B and C. Every (batch, row, length) tensor here has rows of stride
+        ``length`` (the wrapper makes it so), so one row offset serves them all."""
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+        A2 = gl.load(A_ptr + d_s[None, :] * STATE + n_s[:, None], mask=(d_s < dim)[None, :], other=0.0) * LOG2E
+        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
+        d_mask_c = d_c < dim
+        bias = gl.load(bias_ptr + d_c, mask=d_mask_c, other=0.0)
+        Dskip = gl.load(D_ptr + d_c, mask=d_mask_c, other=0.0)
+        return (A2, bias, Dskip, u_ptr + b * s_ub + d0 * length, dt_ptr + b * s_dtb + d0 * length,
+                B_ptr + b * s_Bb, C_ptr + b * s_Cb)
+
+    @gluon.jit
+    def _stage_chunk(loads, bias, mask, smem_dt, smem_dtu, smem_B, smem_C, SOFTPLUS: gl.constexpr,
+                     WITH_C: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr):
+        """Put a chunk's loaded tiles where its steps read them: dt =
+        softplus(delta + bias) (0 at masked positions: decay 1, no input), dt*u,
+        B and (WITH_C) C, float32, in shared memory. Returns u as float32 (for
+        the D skip) and the chunk's sum of dt per channel."""
+        u_raw, delta_raw, B_raw, C_raw = loads
+        u = u_raw.to(gl.float32)
+        raw = delta_raw.to(gl.float32) + bias[None, :]
+        if SOFTPLUS:
+            raw = _softplus(raw)
+        dt = gl.where(mask, raw, 0.0)
+        dt_sum = gl.sum(dt, axis=0)
+        smem_dt.store(gl.convert_layout(dt, LD))
+        smem_dtu.store(gl.convert_layout(dt * u, LD))
+        smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
+        if WITH_C:
+            smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
+        return u, dt_sum
+
+    @gluon.jit
     def _step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, t: gl.constexpr, WRITE_OUT: gl.constexpr,
               LS: gl.constexpr):
         """Position t of the staged chunk: the state update and one row of y."""
@@ -123,6 +179,23 @@ if gluon is not None:
         return h
 
     @gluon.jit
+    def _save_state(ckpt_ptr, ckpt_offs, h, chunk, n_chunks, d_mask_s, REVERSE: gl.constexpr,
+                    CKPT_CHUNKS: gl.constexpr, STATE: gl.constexpr):
+        """The state entering ``chunk``, if that chunk starts a group of
+        CKPT_CHUNKS in scan order, at its group's slot of ``ckpt_ptr``."""
+        if REVERSE:
+            first = ((chunk + 1) % CKPT_CHUNKS == 0) | (chunk == n_chunks - 1)
+        else:
+            first = chunk % CKPT_CHUNKS == 0
+        if first:
+            gl.store(ckpt_ptr + ckpt_offs + (chunk // CKPT_CHUNKS) * STATE, h, mask=d_mask_s[None, :])
+
+    @gluon.jit
+    def _gated(y, z_raw):
+        zf = z_raw.to(gl.float32)
+        return y * zf / (1.0 + gl.exp(-zf))
+
+    @gluon.jit
     def _direction(
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
         b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h, chunk_lo, chunk_hi,
@@ -133,8 +206,9 @@ if gluon is not None:
         LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
     ):
         """One direction over chunks [chunk_lo, chunk_hi) in scan order from
-        state ``h`` (STATE, BLOCK_D); writes (or accumulates onto) ``out`` if
-        WRITE_OUT. Returns (final state, sum of dt per channel).
+        state ``h`` (STATE, BLOCK_D); writes ``out`` if WRITE_OUT (added onto
+        what ``out`` holds if ACCUMULATE, gated if GATE). Returns (final state,
+        sum of dt per channel).
 
         Layouts: LS (STATE, BLOCK_D) the state; LC (BLOCK_L, BLOCK_D) coalesced
         global tiles (lanes along positions); LD the same tiles with lanes
@@ -142,26 +216,19 @@ if gluon is not None:
         tiles, loaded in LC and stored in LD_B. SAVE_STATES: the state entering every
         CKPT_CHUNKS-th chunk's group (in scan order) goes to ``ckpt_ptr``,
         (batch, dim, n_slots, STATE) float32, as the Triton backward reads it."""
+        A2, bias, Dskip, u_base, dt_base, B_base, C_base = _direction_inputs(
+            u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb,
+            STATE, BLOCK_D, LS, LC)
         n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
         d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
-        A2 = gl.load(A_ptr + d_s[None, :] * STATE + n_s[:, None], mask=(d_s < dim)[None, :], other=0.0) * LOG2E
         ckpt_offs = (b * dim + d_s[None, :]) * (n_slots * STATE) + n_s[:, None]
         l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
         d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
         d_mask_c = d_c < dim
-        bias = gl.load(bias_ptr + d_c, mask=d_mask_c, other=0.0)
-        Dskip = gl.load(D_ptr + d_c, mask=d_mask_c, other=0.0)
-        # Every (batch, row, length) tensor here has rows of stride ``length``
-        # (the wrapper makes it so): one int32 row offset serves them all.
         rows_c = (d_c - d0) * length
-        u_base = u_ptr + b * s_ub + d0 * length
-        dt_base = dt_ptr + b * s_dtb + d0 * length
+        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
         z_base = z_ptr + b * s_zb + d0 * length
         out_base = out_ptr + (b * dim + d0) * length
-        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
-        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
-        B_base = B_ptr + b * s_Bb
-        C_base = C_ptr + b * s_Cb
         B_cols = smem_B.permute([1, 0])  # (STATE, BLOCK_L) views: a step reads one column
         C_cols = smem_C.permute([1, 0])
         dt_sum = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
@@ -169,15 +236,15 @@ if gluon is not None:
 
         chunk = chunk_hi - 1 if REVERSE else chunk_lo
         loads = _chunk_loads(u_base, dt_base, B_base, C_base, rows_c, rows_b, chunk * BLOCK_L + l_c,
-                             chunk * BLOCK_L + l_b, d_mask_c, length)
+                             chunk * BLOCK_L + l_c, d_mask_c, length)
         for _ in range(0, chunk_hi - chunk_lo):
-            u_raw, delta_raw, B_raw, C_raw = loads
+            current = loads
             following = gl.maximum(chunk - 1, chunk_lo) if REVERSE else gl.minimum(chunk + 1, chunk_hi - 1)
             # What the steps need is loaded a chunk ahead; z and the other
             # direction's output only at the end of this chunk, so their loads
             # are issued now and wait through its steps.
             loads = _chunk_loads(u_base, dt_base, B_base, C_base, rows_c, rows_b, following * BLOCK_L + l_c,
-                                 following * BLOCK_L + l_b, d_mask_c, length)
+                                 following * BLOCK_L + l_c, d_mask_c, length)
             pos_c = chunk * BLOCK_L + l_c
             mask = (pos_c < length)[:, None] & d_mask_c[None, :]
             offs = rows_c[None, :] + pos_c[:, None]
@@ -187,24 +254,10 @@ if gluon is not None:
                 if ACCUMULATE:
                     acc_raw = gl.load(out_base + offs, mask=mask, other=0.0)
             if SAVE_STATES:
-                if REVERSE:
-                    first = ((chunk + 1) % CKPT_CHUNKS == 0) | (chunk == n_chunks - 1)
-                else:
-                    first = chunk % CKPT_CHUNKS == 0
-                if first:
-                    gl.store(ckpt_ptr + ckpt_offs + (chunk // CKPT_CHUNKS) * STATE, h,
-                             mask=(d_s < dim)[None, :])
-            u = u_raw.to(gl.float32)
-            raw = delta_raw.to(gl.float32) + bias[None, :]
-            if SOFTPLUS:
-                raw = _softplus(raw)
-            dt = gl.where(mask, raw, 0.0)  # masked positions: decay 1, no input
-            dt_sum += gl.sum(dt, axis=0)
-            smem_dt.store(gl.convert_layout(dt, LD))
-            smem_dtu.store(gl.convert_layout(dt * u, LD))
-            smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
-            if WRITE_OUT:
-                smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
+                _save_state(ckpt_ptr, ckpt_offs, h, chunk, n_chunks, d_s < dim, REVERSE, CKPT_CHUNKS, STATE)
+            u, chunk_dt_sum = _stage_chunk(current, bias, mask, smem_dt, smem_dtu, smem_B, smem_C, SOFTPLUS,
+                                           WRITE_OUT, LD, LD_B)
+            dt_sum += chunk_dt_sum
             for i in gl.static_range(BLOCK_L):
                 if REVERSE:
                     h = _step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, BLOCK_L - 1 - i, WRITE_OUT, LS)
@@ -215,48 +268,161 @@ if gluon is not None:
                 if ACCUMULATE:
                     y += acc_raw.to(gl.float32)
                 if GATE:
-                    zf = z_raw.to(gl.float32)
-                    y = y * zf / (1.0 + gl.exp(-zf))
+                    y = _gated(y, z_raw)
                 gl.store(out_base + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
             chunk = following
         return h, dt_sum
 
     @gluon.jit
-    def _segment(
+    def _both_directions(
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
+        z_ptr, out_ptr, ckpt_f, ckpt_b,
+        b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, n_slots,
+        h_f, h_b, chunk_lo, chunk_hi, smem_f, smem_b,
+        WRITE_OUT: gl.constexpr, GATE: gl.constexpr, SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr,
+        CKPT_CHUNKS: gl.constexpr, STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
+    ):
+        """Both directions over chunks [chunk_lo, chunk_hi), interleaved: turn
+        k steps the forward direction through chunk chunk_lo + k and the
+        backward one through chunk chunk_hi - 1 - k in the same straight-line
+        code, so each thread has two independent recurrences to hide each
+        other's latencies (one direction after the other left the kernel
+        latency-bound at Ti width, docs/benchmarks.md). Arguments and layouts
+        as :func:`_direction`, per direction; ``smem_*`` are the (dt, dt*u, B,
+        C, y) shared tiles of each. Returns (h_f, h_b, dt sums f, b).
+
+        Each chunk is visited twice, once per direction (once in all, by both,
+        where they meet in the middle). The first visit stores its direction's
+        ungated part in ``out``; the second loads it back, adds its own and
+        gates. Both use the layout LC, so every element is read back by the
+        thread that stored it."""
+        A2_f, bias_f, Dskip_f, u_base_f, dt_base_f, B_base_f, C_base_f = _direction_inputs(
+            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb,
+            STATE, BLOCK_D, LS, LC)
+        A2_b, bias_b, Dskip_b, u_base_b, dt_base_b, B_base_b, C_base_b = _direction_inputs(
+            u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, b, d0, dim, length, s_ubb, s_dtbb, s_Bbb, s_Cbb,
+            STATE, BLOCK_D, LS, LC)
+        dt_smem_f, dtu_smem_f, B_smem_f, C_smem_f, y_smem_f = smem_f
+        dt_smem_b, dtu_smem_b, B_smem_b, C_smem_b, y_smem_b = smem_b
+        B_cols_f = B_smem_f.permute([1, 0])
+        C_cols_f = C_smem_f.permute([1, 0])
+        B_cols_b = B_smem_b.permute([1, 0])
+        C_cols_b = C_smem_b.permute([1, 0])
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+        ckpt_offs = (b * dim + d_s[None, :]) * (n_slots * STATE) + n_s[:, None]
+        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
+        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
+        d_mask_c = d_c < dim
+        rows_c = (d_c - d0) * length
+        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
+        z_base = z_ptr + b * s_zb + d0 * length
+        out_base = out_ptr + (b * dim + d0) * length
+        dt_sum_f = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
+        dt_sum_b = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
+        n_chunks = gl.cdiv(length, BLOCK_L)
+
+        chunk_f = chunk_lo
+        chunk_b = chunk_hi - 1
+        loads_f = _chunk_loads(u_base_f, dt_base_f, B_base_f, C_base_f, rows_c, rows_b, chunk_f * BLOCK_L + l_c,
+                               chunk_f * BLOCK_L + l_c, d_mask_c, length)
+        loads_b = _chunk_loads(u_base_b, dt_base_b, B_base_b, C_base_b, rows_c, rows_b, chunk_b * BLOCK_L + l_c,
+                               chunk_b * BLOCK_L + l_c, d_mask_c, length)
+        for _ in range(0, chunk_hi - chunk_lo):
+            current_f = loads_f
+            current_b = loads_b
+            following_f = gl.minimum(chunk_f + 1, chunk_hi - 1)
+            following_b = gl.maximum(chunk_b - 1, chunk_lo)
+            loads_f = _chunk_loads(u_base_f, dt_base_f, B_base_f, C_base_f, rows_c, rows_b,
+                                   following_f * BLOCK_L + l_c, following_f * BLOCK_L + l_c, d_mask_c, length)
+            loads_b = _chunk_loads(u_base_b, dt_base_b, B_base_b, C_base_b, rows_c, rows_b,
+                                   following_b * BLOCK_L + l_c, following_b * BLOCK_L + l_c, d_mask_c, length)
+            pos_f = chunk_f * BLOCK_L + l_c
+            pos_b = chunk_b * BLOCK_L + l_c
+            mask_f = (pos_f < length)[:, None] & d_mask_c[None, :]
+            mask_b = (pos_b < length)[:, None] & d_mask_c[None, :]
+            offs_f = rows_c[None, :] + pos_f[:, None]
+            offs_b = rows_c[None, :] + pos_b[:, None]
+            # Past the middle each chunk already holds the other direction's
+            # part; at the middle (chunk_f == chunk_b) this turn completes it.
+            second_visit = chunk_f > chunk_b
+            completes = chunk_f >= chunk_b
+            if WRITE_OUT:
+                part_f = gl.load(out_base + offs_f, mask=mask_f & second_visit, other=0.0)
+                part_b = gl.load(out_base + offs_b, mask=mask_b & second_visit, other=0.0)
+                if GATE:
+                    z_f = gl.load(z_base + offs_f, mask=mask_f & completes, other=0.0)
+                    z_b = gl.load(z_base + offs_b, mask=mask_b & completes, other=0.0)
+            if SAVE_STATES:
+                _save_state(ckpt_f, ckpt_offs, h_f, chunk_f, n_chunks, d_s < dim, False, CKPT_CHUNKS, STATE)
+                _save_state(ckpt_b, ckpt_offs, h_b, chunk_b, n_chunks, d_s < dim, True, CKPT_CHUNKS, STATE)
+            u_cur_f, chunk_dt_f = _stage_chunk(current_f, bias_f, mask_f, dt_smem_f, dtu_smem_f, B_smem_f, C_smem_f,
+                                               SOFTPLUS, WRITE_OUT, LD, LD_B)
+            u_cur_b, chunk_dt_b = _stage_chunk(current_b, bias_b, mask_b, dt_smem_b, dtu_smem_b, B_smem_b, C_smem_b,
+                                               SOFTPLUS, WRITE_OUT, LD, LD_B)
+            dt_sum_f += chunk_dt_f
+            dt_sum_b += chunk_dt_b
+            for i in gl.static_range(BLOCK_L):
+                h_f = _step(h_f, A2_f, dt_smem_f, dtu_smem_f, B_cols_f, C_cols_f, y_smem_f, i, WRITE_OUT, LS)
+                h_b = _step(h_b, A2_b, dt_smem_b, dtu_smem_b, B_cols_b, C_cols_b, y_smem_b, BLOCK_L - 1 - i,
+                            WRITE_OUT, LS)
+            if WRITE_OUT:
+                y_f = gl.convert_layout(y_smem_f.load(LD), LC) + Dskip_f[None, :] * u_cur_f + part_f.to(gl.float32)
+                y_b = gl.convert_layout(y_smem_b.load(LD), LC) + Dskip_b[None, :] * u_cur_b + part_b.to(gl.float32)
+                if chunk_f == chunk_b:
+                    y_f += y_b
+                if GATE:
+                    if completes:
+                        y_f = _gated(y_f, z_f)
+                        y_b = _gated(y_b, z_b)
+                gl.store(out_base + offs_f, y_f.to(out_ptr.dtype.element_ty), mask=mask_f)
+                gl.store(out_base + offs_b, y_b.to(out_ptr.dtype.element_ty), mask=mask_b & (chunk_f != chunk_b))
+            chunk_f = following_f
+            chunk_b = following_b
+        return h_f, h_b, dt_sum_f, dt_sum_b
+
+    @gluon.jit
+    def _chunk_tiles(STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, ROWS: gl.constexpr):
+        """One direction's shared tiles of a chunk: (dt, dt*u, B, C, y), float32."""
+        return (gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS),
+                gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS),
+                gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS),
+                gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS),
+                gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS))
+
+    @gluon.jit
+    def _direction_segment(
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, seg_ptr, dtsum_ptr,
-        b, d0, split, dim, length, n_splits, n_slots, s_ub, s_dtb, s_Bb, s_Cb, s_zb, chunk_lo, chunk_hi,
-        smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-        REVERSE: gl.constexpr, END_STATES: gl.constexpr, SPLIT: gl.constexpr, ACCUMULATE: gl.constexpr,
-        GATE: gl.constexpr, SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
+        b, d0, split, dim, length, n_splits, n_slots, s_ub, s_dtb, s_Bb, s_Cb, s_zb, h0, chunk_lo, chunk_hi,
+        seg_offs, dtsum_offs, tiles,
+        REVERSE: gl.constexpr, END_STATES: gl.constexpr, ACCUMULATE: gl.constexpr, GATE: gl.constexpr,
+        SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
         LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
     ):
         """One direction's part of a segment. END_STATES: its end state from a
-        zero start and its summed dt, into ``seg_ptr`` / ``dtsum_ptr``. Else
-        its output, from the start state the carry pass left (SPLIT) or zero."""
-        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
-        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
-        seg_offs = ((b * dim + d_s[None, :]) * n_splits + split) * STATE + n_s[:, None]
-        seg_mask = (d_s < dim)[None, :]
-        zero = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
+        zero start and its summed dt, into ``seg_ptr`` / ``dtsum_ptr``, unless
+        the segment ends the direction's scan (no later segment to feed). Else
+        its output from ``h0``."""
+        dt_smem, dtu_smem, B_smem, C_smem, y_smem = tiles
         if END_STATES:
-            # The segment that ends the scan (last in scan order) has no later segment to feed.
             if (split > 0) if REVERSE else (split < n_splits - 1):
                 h, dts = _direction(
                     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
-                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, zero, chunk_lo, chunk_hi,
-                    smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
+                    dt_smem, dtu_smem, B_smem, C_smem, y_smem,
                     REVERSE, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
                     LS, LC, LD, LD_B)
-                gl.store(seg_ptr + seg_offs, h, mask=seg_mask)
+                d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+                gl.store(seg_ptr + seg_offs, h, mask=(d_s < dim)[None, :])
                 d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
-                gl.store(dtsum_ptr + (b * dim + d_c) * n_splits + split, dts, mask=d_c < dim)
+                gl.store(dtsum_ptr + dtsum_offs, dts, mask=d_c < dim)
         else:
-            h0 = gl.load(seg_ptr + seg_offs, mask=seg_mask, other=0.0) if SPLIT else zero
             _direction(
                 u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
                 b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
-                smem_dt, smem_dtu, smem_B, smem_C, smem_y,
+                dt_smem, dtu_smem, B_smem, C_smem, y_smem,
                 REVERSE, True, ACCUMULATE, GATE, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
                 LS, LC, LD, LD_B)
 
@@ -268,7 +434,7 @@ if gluon is not None:
         dim, length, chunks_per_split, n_splits, n_slots,
         s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb,
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr,
-        SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
+        SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr, INTERLEAVE: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
         LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
     ):
@@ -276,32 +442,60 @@ if gluon is not None:
         end state from a zero start and its summed dt, into ``seg_*`` /
         ``dtsum_*`` (launch 1 of 3 of a split scan). Otherwise write y, each
         segment starting from the state the carry kernel left in ``seg_*`` (if
-        SPLIT) or from zero."""
-        smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_y = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
-        smem_C = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
-
+        SPLIT) or from zero. INTERLEAVE: the two directions in one loop
+        (:func:`_both_directions`), else one after the other."""
         b = gl.program_id(0).to(gl.int64)
         d0 = gl.program_id(1) * BLOCK_D
         split = gl.program_id(2)
         chunk_lo = split * chunks_per_split
         chunk_hi = gl.minimum(chunk_lo + chunks_per_split, gl.cdiv(length, BLOCK_L))
-        # Forward direction. Its output is ungated unless it is the only one.
-        _segment(u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
-                 b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, chunk_lo, chunk_hi,
-                 smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-                 False, END_STATES, SPLIT, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                 STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
-        if BIDIRECTIONAL:
-            # Accumulates onto the forward direction's output, element by
-            # element in the thread that wrote it (both use the layout LC).
-            _segment(u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b, seg_b, dtsum_b,
-                     b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, chunk_lo, chunk_hi,
-                     smem_dt, smem_dtu, smem_B, smem_C, smem_y,
-                     True, END_STATES, SPLIT, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                     STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+        seg_offs = ((b * dim + d_s[None, :]) * n_splits + split) * STATE + n_s[:, None]
+        seg_mask = (d_s < dim)[None, :]
+        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
+        dtsum_offs = (b * dim + d_c) * n_splits + split
+        zero = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
+        h_f = zero
+        h_b = zero
+        if SPLIT and not END_STATES:
+            h_f = gl.load(seg_f + seg_offs, mask=seg_mask, other=0.0)
+            if BIDIRECTIONAL:
+                h_b = gl.load(seg_b + seg_offs, mask=seg_mask, other=0.0)
+        tiles_f = _chunk_tiles(STATE, BLOCK_L, BLOCK_D, ROWS)
+        if BIDIRECTIONAL and INTERLEAVE:
+            tiles_b = _chunk_tiles(STATE, BLOCK_L, BLOCK_D, ROWS)
+            h_f, h_b, dts_f, dts_b = _both_directions(
+                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
+                z_ptr, out_ptr, ckpt_f, ckpt_b,
+                b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, n_slots,
+                h_f, h_b, chunk_lo, chunk_hi, tiles_f, tiles_b,
+                not END_STATES, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+            if END_STATES:
+                # Both ran; the segment that ends a direction's scan feeds no later one.
+                if split < n_splits - 1:
+                    gl.store(seg_f + seg_offs, h_f, mask=seg_mask)
+                    gl.store(dtsum_f + dtsum_offs, dts_f, mask=d_c < dim)
+                if split > 0:
+                    gl.store(seg_b + seg_offs, h_b, mask=seg_mask)
+                    gl.store(dtsum_b + dtsum_offs, dts_b, mask=d_c < dim)
+        else:
+            # The forward direction's output is ungated unless it is the only one.
+            _direction_segment(
+                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
+                b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, h_f,
+                chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
+                False, END_STATES, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
+                STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+            if BIDIRECTIONAL:
+                # Accumulates onto the forward direction's output, element by
+                # element in the thread that wrote it (both use the layout LC).
+                _direction_segment(
+                    u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b, seg_b, dtsum_b,
+                    b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, h_b,
+                    chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
+                    True, END_STATES, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
+                    STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
 
     @gluon.jit
     def _gluon_restore_kernel(
@@ -685,8 +879,8 @@ def gluon_scan_forward(
     args = [*f, *b, zt, out, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
             dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0)]
     flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-                 SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, STATE=state, BLOCK_L=config.block_l,
-                 num_warps=config.num_warps, **_kernel_layouts(config, state))
+                 SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, INTERLEAVE=config.interleaves(math.prod(grid)),
+                 STATE=state, BLOCK_L=config.block_l, num_warps=config.num_warps, **_kernel_layouts(config, state))
     if splits > 1:
         _gluon_scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
         triton_scan._scan_carry_kernel[(batch, _cdiv(dim, 16))](
