@@ -356,39 +356,48 @@ def test_triton_kernels_match_float64_in_the_interpreter():
         assert max(errors.values()) <= 1e-5, (case, errors)
 
 
-def test_triton_is_preferred_only_with_enough_parallel_work():
+def test_without_gluon_triton_is_preferred_only_with_enough_parallel_work():
     from encoders.ops.triton_scan import TritonScanConfig, triton_scan_preferred
 
-    assert triton_scan_preferred(32, 384)       # Ti, batch 32: measured faster
-    assert not triton_scan_preferred(4, 384)    # Ti, 64 frames, batch 4: measured slower
-    assert triton_scan_preferred(16, 768)       # S, batch 16
-    assert not triton_scan_preferred(4, 768)    # S, 64 frames, batch 4
-    config = TritonScanConfig(gluon_forward=False)  # inference without the Gluon forward: the same rule
+    config = TritonScanConfig(gluon_forward=False)
+    assert triton_scan_preferred(32, 384, config)       # Ti, batch 32: measured faster
+    assert not triton_scan_preferred(4, 384, config)    # Ti, 64 frames, batch 4: measured slower
+    assert triton_scan_preferred(16, 768, config)       # S, batch 16
+    assert not triton_scan_preferred(4, 768, config)    # S, 64 frames, batch 4
     assert not triton_scan_preferred(4, 384, config, needs_grad=False)
+    assert triton_scan_preferred(32, 384, config, needs_grad=False)
 
 
-def test_inference_prefers_the_gluon_forward_everywhere(monkeypatch):
-    """Inference: the Gluon forward was measured faster than mamba-ssm at every shape."""
+def test_with_gluon_triton_is_preferred_everywhere(monkeypatch):
+    """The Gluon forward was measured faster than mamba-ssm at every shape,
+    and with it whole training steps too."""
     from encoders.ops import gluon_scan
     from encoders.ops.triton_scan import triton_scan_preferred
 
     monkeypatch.setattr(gluon_scan, "gluon_available", lambda: True)
     assert triton_scan_preferred(4, 384, needs_grad=False)
-    assert not triton_scan_preferred(4, 384, needs_grad=True)
+    assert triton_scan_preferred(4, 384, needs_grad=True)
     monkeypatch.setattr(gluon_scan, "gluon_available", lambda: False)
     assert not triton_scan_preferred(4, 384, needs_grad=False)
+    assert not triton_scan_preferred(4, 384, needs_grad=True)
 
 
 def test_auto_backend_policy_on_cuda(monkeypatch):
     """What "auto" picks on a CUDA device, from the measurements in docs/benchmarks.md."""
+    from encoders.ops import gluon_scan
+
     scan_module = sys.modules["encoders.ops.selective_scan"]  # the package exports a function of that name
     cuda = torch.device("cuda")
     monkeypatch.delenv(SCAN_BACKEND_ENV, raising=False)
     monkeypatch.setattr(scan_module, "triton_available", lambda: True)
     monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: True)
     monkeypatch.setattr(scan_module, "_mamba_ssm_scan_fn", lambda: object())
+    monkeypatch.setattr(gluon_scan, "gluon_available", lambda: False)
     assert resolve_scan_backend("auto", cuda, problem=(32, 384)) == "triton"   # Ti, 8 frames: faster
     assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "cuda"      # Ti, 64 frames, batch 4, training
     assert resolve_scan_backend("auto", cuda, problem=(16, 768)) == "triton"   # S, batch 16 (training too)
+    monkeypatch.setattr(gluon_scan, "gluon_available", lambda: True)           # the Gluon forward: everywhere
+    assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "triton"
+    monkeypatch.setattr(gluon_scan, "gluon_available", lambda: False)
     monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: False)     # no mamba-ssm installed
     assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "triton"

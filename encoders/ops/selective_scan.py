@@ -90,10 +90,11 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device,
     (batch, dim) and ``needs_grad`` (a backward may follow) let "auto" pick
     this project's kernels only where they were measured to beat mamba-ssm
     (:func:`triton_scan_preferred`); without it, or
-    without mamba-ssm, "auto" on CUDA is Triton. Inference takes ours at every
-    shape (its Gluon forward was measured faster at all of them); training
-    only where its backward keeps up: there the step was measured 1.08x faster
-    with 12 % less peak memory (VideoMamba-S, batch 16).
+    without mamba-ssm, "auto" on CUDA is Triton. With the Gluon forward ours
+    is taken at every shape: inference was measured 1.4-2x faster end to end
+    and whole training steps 1.00-1.14x, with 12 % less peak memory
+    (VideoMamba-Ti and -S, 8-64 frames). Without Gluon, only where the Triton
+    kernels have enough parallel work.
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()
@@ -104,10 +105,11 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device,
             f"choose one of {', '.join(SCAN_BACKENDS)}"
         )
     if requested == "auto":
-        # Measured on an H100 (docs/benchmarks.md): the Triton kernels win with
-        # enough parallel work (large batch x width), mamba-ssm with little
-        # (long clips at small batch). Triton needs no CUDA build, so it is the
-        # CUDA fallback when mamba-ssm is not installed.
+        # Measured on an H100 (docs/benchmarks.md): with the Gluon forward our
+        # kernels win everywhere; the Triton-only kernels with enough parallel
+        # work (large batch x width), mamba-ssm with little (long clips at
+        # small batch). Triton needs no CUDA build, so it is the CUDA fallback
+        # when mamba-ssm is not installed.
         triton_ok = device.type == "cuda" and triton_available()
         mamba_ok = device.type == "cuda" and cuda_scan_available()
         if triton_ok and (not mamba_ok or problem is None or triton_scan_preferred(*problem, needs_grad=needs_grad)):

@@ -93,7 +93,10 @@ class TritonScanConfig:
       available (from the states either forward saved).
     - backward_*: the same for the backward kernels;
       backward_split_max_registers replaces backward_max_registers when the
-      sequence is split (measured: then 16 programs per SM beat 12).
+      sequence is split (measured: then 16 programs per SM beat 12). The
+      backward splits below ``backward_min_programs`` programs, into as many
+      segments as fit in ``backward_split_target`` programs (rounded down:
+      4224 is two full waves of 16 programs on each of an H100's 132 SMs).
 
     Defaults come from ``benchmarks/scan_speed.py --sweep`` on an H100
     (docs/benchmarks.md).
@@ -110,6 +113,8 @@ class TritonScanConfig:
     backward_num_warps: int = 1
     backward_max_registers: Optional[int] = 168
     backward_split_max_registers: Optional[int] = 128
+    backward_min_programs: int = 1536
+    backward_split_target: int = 4224
     state_checkpoint_chunks: int = 16
     gluon_forward: bool = True
     gluon_backward: bool = False
@@ -122,20 +127,22 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
                           needs_grad: bool = True) -> bool:
     """Whether this project's scan is expected to beat mamba-ssm at this (batch, dim).
 
-    Measured on an H100 (docs/benchmarks.md). Inference (``needs_grad``
-    False) with the Gluon forward: 1.8-3.6x two mamba-ssm calls at every
-    VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32), so always
-    where Gluon is available. Training: the backward decides; with enough
-    (batch x channel block) programs that the sequence needs no splitting it
-    is 1.0x mamba-ssm's (VideoMamba-Ti and -S, batch 16-32), with fewer
-    0.6-0.9x.
+    Measured on an H100 (docs/benchmarks.md). With the Gluon forward
+    (where Gluon is available): inference 1.8-3.6x two mamba-ssm calls at
+    every VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32), and
+    training steps of the whole encoder 1.00-1.14x (Gluon forward + Triton
+    backward), so always. Without it, the Triton kernels win only with
+    enough (batch x channel block) programs: the forward from
+    ``min_programs``, the backward (1.0x) where it needs no split.
     """
-    if not needs_grad and config.gluon_forward:
+    if config.gluon_forward:
         from .gluon_scan import gluon_available  # imported here: gluon_scan builds on this module
 
         if gluon_available():
             return True
-    return batch * _cdiv(dim, config.block_d) >= config.min_programs
+    if not needs_grad:
+        return batch * _cdiv(dim, config.block_d) >= config.min_programs
+    return batch * _cdiv(dim, config.backward_block_d) >= config.backward_min_programs
 
 
 def choose_splits(batch: int, dim: int, length: int, config: TritonScanConfig) -> int:
@@ -748,6 +755,24 @@ def _segments(batch: int, dim: int, length: int, block_d: int, config: TritonSca
     return _cdiv(n_chunks, chunks_per_split), chunks_per_split
 
 
+def _backward_segments(batch: int, dim: int, length: int, config: TritonScanConfig) -> tuple[int, int]:
+    """(segments, chunks per segment) of the backward: ``config.splits`` if
+    fixed, else 1 from ``backward_min_programs`` programs up, else as many as
+    fit in ``backward_split_target`` programs. Measured (docs/benchmarks.md):
+    rounding up past a full wave, or not splitting at 768 programs, cost up to
+    1.4x."""
+    n_chunks = _cdiv(length, config.block_l)
+    programs = batch * _cdiv(dim, config.backward_block_d)
+    if config.splits is not None:
+        splits = config.splits
+    elif programs >= config.backward_min_programs:
+        splits = 1
+    else:
+        splits = config.backward_split_target // programs
+    chunks_per_split = _cdiv(n_chunks, max(1, min(splits, n_chunks)))
+    return _cdiv(n_chunks, chunks_per_split), chunks_per_split
+
+
 def _segment_buffers(batch: int, dim: int, splits: int, state: int, bidirectional: bool,
                      unused: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(seg_f, seg_b, dtsum_f, dtsum_b) of a scan split into ``splits``
@@ -936,7 +961,7 @@ def scan_backward(
     ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
     chunks_b = saved[1] if bidirectional else saved[0]
     block_d = config.backward_block_d
-    splits, chunks_per_split = _segments(batch, dim, length, block_d, config)
+    splits, chunks_per_split = _backward_segments(batch, dim, length, config)
     grid = (batch, _cdiv(dim, block_d), splits)
     options = _launch_options(config.backward_num_warps,
                               config.backward_max_registers if splits == 1 else config.backward_split_max_registers)
