@@ -145,6 +145,24 @@ if gluon is not None:
                 B_ptr + b * s_Bb, C_ptr + b * s_Cb)
 
     @gluon.jit
+    def _program_tile(z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE: gl.constexpr,
+                      BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr):
+        """Offsets of a program's channels [d0, d0 + BLOCK_D) of batch b, shared
+        by both directions: channels in LS (d_s), state checkpoint offsets
+        (STATE, BLOCK_D), chunk positions and the channel mask in LC, row
+        offsets of (batch, dim, length) and (batch, STATE, length) tiles, and
+        the base pointers of z and out."""
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
+        ckpt_offs = (b * dim + d_s[None, :]) * (n_slots * STATE) + n_s[:, None]
+        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
+        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
+        rows_c = (d_c - d0) * length
+        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
+        return (d_s, ckpt_offs, l_c, d_c < dim, rows_c, rows_b, z_ptr + b * s_zb + d0 * length,
+                out_ptr + (b * dim + d0) * length)
+
+    @gluon.jit
     def _stage_chunk(loads, bias, mask, smem_dt, smem_dtu, smem_B, smem_C, SOFTPLUS: gl.constexpr,
                      WITH_C: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr):
         """Put a chunk's loaded tiles where its steps read them: dt =
@@ -219,16 +237,8 @@ if gluon is not None:
         A2, bias, Dskip, u_base, dt_base, B_base, C_base = _direction_inputs(
             u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb,
             STATE, BLOCK_D, LS, LC)
-        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
-        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
-        ckpt_offs = (b * dim + d_s[None, :]) * (n_slots * STATE) + n_s[:, None]
-        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
-        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
-        d_mask_c = d_c < dim
-        rows_c = (d_c - d0) * length
-        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
-        z_base = z_ptr + b * s_zb + d0 * length
-        out_base = out_ptr + (b * dim + d0) * length
+        d_s, ckpt_offs, l_c, d_mask_c, rows_c, rows_b, z_base, out_base = _program_tile(
+            z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE, BLOCK_L, BLOCK_D, LS, LC)
         B_cols = smem_B.permute([1, 0])  # (STATE, BLOCK_L) views: a step reads one column
         C_cols = smem_C.permute([1, 0])
         dt_sum = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
@@ -309,16 +319,8 @@ if gluon is not None:
         C_cols_f = C_smem_f.permute([1, 0])
         B_cols_b = B_smem_b.permute([1, 0])
         C_cols_b = C_smem_b.permute([1, 0])
-        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
-        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
-        ckpt_offs = (b * dim + d_s[None, :]) * (n_slots * STATE) + n_s[:, None]
-        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
-        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
-        d_mask_c = d_c < dim
-        rows_c = (d_c - d0) * length
-        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
-        z_base = z_ptr + b * s_zb + d0 * length
-        out_base = out_ptr + (b * dim + d0) * length
+        d_s, ckpt_offs, l_c, d_mask_c, rows_c, rows_b, z_base, out_base = _program_tile(
+            z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE, BLOCK_L, BLOCK_D, LS, LC)
         dt_sum_f = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
         dt_sum_b = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
         n_chunks = gl.cdiv(length, BLOCK_L)
