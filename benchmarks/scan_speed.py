@@ -153,33 +153,34 @@ SWEEP_SHAPES = ((8, 32), (64, 4))  # (frames, batch) at Ti width
 SWEEP_MIN_PROGRAMS = (1, 512, 2048)  # 1: never split the sequence
 
 
-#: Gluon forward tiles, (block_l, states_per_thread, num_warps, interleave_directions).
-GLUON_TILES = [(8, 8, 1, False), (8, 8, 1, True), (8, 4, 1, False), (8, 4, 1, True), (16, 4, 1, False),
-               (16, 4, 1, True), (8, 4, 2, False), (8, 4, 2, True)]
-GLUON_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 32, 8), (384, 64, 4), (768, 8, 32), (768, 64, 4))
-GLUON_MIN_PROGRAMS = (512, 1024)
+#: Gluon forward tiles, (block_l, states_per_thread, num_warps, parallel_directions).
+GLUON_TILES = [(8, 8, 1, True), (8, 8, 1, False), (8, 4, 1, True), (16, 8, 1, True)]
+GLUON_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 32, 8), (384, 64, 4), (768, 8, 32), (768, 16, 16),
+                (768, 32, 8), (768, 64, 4))
+#: min_programs of the directions-one-after-the-other forward, parallel_min_programs of the other.
+GLUON_MIN_PROGRAMS = (128, 256, 512)
 
 
 def gluon_sweep() -> None:
-    """Gluon forward tiles, the directions one after the other or interleaved,
-    and segment counts, Ti and S widths."""
+    """Gluon forward tiles, the directions side by side or one after the
+    other, and segment counts, Ti and S widths."""
     print("\n### Gluon forward tiles\n")
-    print("| dim | frames | batch | block_l | states/thread | warps | interleaved | min_programs | splits | fwd us |\n"
+    print("| dim | frames | batch | block_l | states/thread | warps | side by side | min_programs | splits | fwd us |\n"
           "|---|---|---|---|---|---|---|---|---|---|")
     for dim, frames, batch in GLUON_SHAPES:
         length = 1 + 196 * frames
         fwd, bwd, z = problem(batch, dim, length)
-        for (block_l, per_thread, warps, interleave), min_programs in itertools.product(GLUON_TILES,
-                                                                                         GLUON_MIN_PROGRAMS):
+        for (block_l, per_thread, warps, parallel), min_programs in itertools.product(GLUON_TILES,
+                                                                                       GLUON_MIN_PROGRAMS):
             config = GluonScanConfig(block_l, per_thread, warps, min_programs=min_programs,
-                                     interleave_directions=interleave)
-            splits = config.choose_splits(batch, dim, length, STATE)
+                                     parallel_min_programs=min_programs, parallel_directions=parallel)
+            splits = config.choose_splits(batch, dim, length, STATE, parallel)
             try:
                 t = cuda_time(lambda: gluon_scan_forward(fwd, bwd, z, True, config), iters=10)
                 result = f"{t * 1e6:.0f}"
             except Exception as err:
                 result = f"failed: {type(err).__name__}"
-            print(f"| {dim} | {frames} | {batch} | {block_l} | {per_thread} | {warps} | {interleave} | "
+            print(f"| {dim} | {frames} | {batch} | {block_l} | {per_thread} | {warps} | {parallel} | "
                   f"{min_programs} | {splits} | {result} |", flush=True)
 
 

@@ -196,7 +196,7 @@ def _skip_without_gluon() -> None:
         pytest.skip("this Triton has no Gluon")
 
 
-#: (block_l, states_per_thread, num_warps, interleave_directions)
+#: (block_l, states_per_thread, num_warps, parallel_directions)
 GLUON_TILES = [(16, 8, 1, False), (8, 16, 1, True), (16, 4, 2, True), (4, 2, 1, False), (8, 8, 1, True)]
 
 
@@ -206,26 +206,26 @@ GLUON_TILES = [(16, 8, 1, False), (8, 16, 1, True), (16, 4, 2, True), (4, 2, 1, 
 @pytest.mark.parametrize("batch,dim,length", [(1, 24, 1), (3, 24, 37), (2, 40, 1569), (1, 48, 12545), (64, 24, 197)])
 def test_gluon_forward_matches_float64(tile, dtype, tol, batch, dim, length):
     """The Gluon forward alone, every tile shape (lanes per channel 1 to 8),
-    directions interleaved or not, short and long sequences (long ones at
-    batch 1 split into segments)."""
+    directions side by side or one after the other, short and long sequences
+    (long ones at batch 1 split into segments)."""
     from encoders.ops.gluon_scan import GluonScanConfig
 
     _skip_without_gluon()
-    block_l, states_per_thread, num_warps, interleave = tile
-    config = GluonScanConfig(block_l, states_per_thread, num_warps, interleave_directions=interleave)
+    block_l, states_per_thread, num_warps, parallel = tile
+    config = GluonScanConfig(block_l, states_per_thread, num_warps, parallel_directions=parallel)
     assert gluon_forward_errors(batch, dim, length, config, dtype=dtype, seed=length + batch) <= tol
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("interleave", [False, True])
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("splits", [2, 7, 1000])
 @pytest.mark.parametrize("bidirectional,gate,softplus", [(True, True, True), (False, True, True),
                                                          (True, False, True), (False, False, False)])
-def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, softplus, interleave):
+def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, softplus, parallel):
     from encoders.ops.gluon_scan import GluonScanConfig
 
     _skip_without_gluon()
-    config = GluonScanConfig(splits=splits, interleave_directions=interleave)
+    config = GluonScanConfig(splits=splits, parallel_directions=parallel)
     error = gluon_forward_errors(2, 40, 3001, config, bidirectional=bidirectional,
                                  gate=gate, softplus=softplus, seed=0)
     assert error <= 1e-4
@@ -235,16 +235,17 @@ def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, sof
 GLUON_COMPILE_CASES = {
     "forward, split, saving states": ("_gluon_scan_fwd_kernel", dict(
         END_STATES=False, SPLIT=True, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=True,
-        CKPT_CHUNKS=8, INTERLEAVE=False)),
-    "forward, interleaved, saving states": ("_gluon_scan_fwd_kernel", dict(
-        END_STATES=False, SPLIT=False, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=True,
-        CKPT_CHUNKS=8, INTERLEAVE=True)),
+        CKPT_CHUNKS=8)),
     "forward, segment end states": ("_gluon_scan_fwd_kernel", dict(
         END_STATES=True, SPLIT=False, BIDIRECTIONAL=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False,
-        CKPT_CHUNKS=8, INTERLEAVE=False)),
+        CKPT_CHUNKS=8)),
     "forward, one direction": ("_gluon_scan_fwd_kernel", dict(
         END_STATES=False, SPLIT=False, BIDIRECTIONAL=False, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False,
-        CKPT_CHUNKS=8, INTERLEAVE=False)),
+        CKPT_CHUNKS=8)),
+    "forward, directions side by side, split, saving states": ("_gluon_scan_fwd_parallel_kernel", dict(
+        END_STATES=False, SPLIT=True, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=True, CKPT_CHUNKS=8)),
+    "forward, directions side by side, segment end states": ("_gluon_scan_fwd_parallel_kernel", dict(
+        END_STATES=True, SPLIT=False, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False, CKPT_CHUNKS=8)),
     "restore states": ("_gluon_restore_kernel", dict(REVERSE=True, SOFTPLUS=True, GROUP_CHUNKS=8)),
     "backward, split": ("_gluon_scan_bwd_kernel", dict(BIDIRECTIONAL=True, HAS_Z=True, SPLIT=True, SOFTPLUS=True)),
 }
@@ -271,8 +272,10 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
     config = gluon_scan.DEFAULT_GLUON_CONFIG
     name, flags = GLUON_COMPILE_CASES[case]
     kernel = getattr(gluon_scan, name)
-    constants = dict(flags, STATE=16, BLOCK_L=config.block_l,
-                     **gluon_scan._kernel_layouts(config, 16, reduce=name == "_gluon_scan_bwd_kernel"))
+    parallel = name == "_gluon_scan_fwd_parallel_kernel"
+    layouts = (gluon_scan._parallel_layouts(config, 16) if parallel
+               else gluon_scan._kernel_layouts(config, 16, reduce=name == "_gluon_scan_bwd_kernel"))
+    constants = dict(flags, STATE=16, BLOCK_L=config.block_l, **layouts)
     signature = {}
     for param in kernel.params:
         arg = param.name
@@ -283,7 +286,8 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
         else:
             signature[arg] = "*fp32" if arg.startswith(GLUON_FLOAT32_POINTERS) else "*bf16"
     source = GluonASTSource(kernel, signature=signature, constexprs=constants)
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": config.num_warps})
+    warps = config.num_warps * (2 if parallel else 1)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
     (tmp_path / "scan.ptx").write_text(compiled.asm["ptx"])
     report = subprocess.run([str(ptxas), "-v", "--gpu-name", "sm_90a", str(tmp_path / "scan.ptx"),
                              "-o", str(tmp_path / "scan.cubin")], capture_output=True, text=True, check=True).stderr
@@ -294,7 +298,7 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
 @pytest.mark.gpu
 def test_gluon_forward_saves_the_states_the_triton_forward_saves():
     """Checkpointed states (what the Triton backward restarts from), split
-    and not, directions interleaved and not."""
+    and not, directions side by side and not."""
     from encoders.ops.gluon_scan import GluonScanConfig, gluon_scan_forward
     from encoders.ops.triton_scan import TritonScanConfig, scan_forward
 
@@ -305,8 +309,8 @@ def test_gluon_forward_saves_the_states_the_triton_forward_saves():
     triton_config = TritonScanConfig(gluon_forward=False)
     y_t, (sf_t, sb_t) = scan_forward(direction(fwd), direction(bwd), fwd["z"], True, triton_config, save_states=True)
     every = triton_config.block_l * triton_config.state_checkpoint_chunks
-    for splits, interleave in itertools.product((1, 5), (False, True)):
-        config = GluonScanConfig(splits=splits, interleave_directions=interleave)
+    for splits, parallel in itertools.product((1, 5), (False, True)):
+        config = GluonScanConfig(splits=splits, parallel_directions=parallel)
         y_g, (sf_g, sb_g) = gluon_scan_forward(direction(fwd), direction(bwd), fwd["z"], True, config,
                                                checkpoint_positions=every)
         assert relative_error(y_g, y_t) <= 1e-5

@@ -18,15 +18,15 @@ dialect, compiled at run time like Triton, no CUDA build):
   one row (a broadcast for B and C). The chunk's outputs go back through shared
   memory and leave coalesced, gated.
 - The next chunk's global loads are issued before this chunk's arithmetic.
-- Both directions run in one program: with few programs in one loop (step k
+- Both directions run in one program, side by side on two warps (turn k
   scans the forward direction's chunk k and the backward direction's chunk
-  n-1-k, two independent recurrences per thread), else one after the other
-  (fewer registers, more programs per SM). A chunk's first direction stores
-  its ungated part of y; the second adds its own and gates.
+  n-1-k), or one after the other in the same threads (``parallel_directions``
+  False, and the one-direction scan). A chunk's first direction stores its
+  ungated part of y; the second adds its own and gates.
   Long sequences at small batch are split into segments (three launches).
 
 The forward is what ``bidirectional_selective_scan_triton`` runs by default
-(measured 1.8-3.6x two mamba-ssm calls, docs/benchmarks.md). The backward
+(measured 1.9-3.6x two mamba-ssm calls, docs/benchmarks.md). The backward
 here (re-scan each chunk from restored states, then the adjoint, in the same
 layout) is correct but measured slower than the Triton backward, so that one
 stays the default (``TritonScanConfig.gluon_backward``).
@@ -34,7 +34,6 @@ stays the default (``TritonScanConfig.gluon_backward``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -67,10 +66,10 @@ class GluonScanConfig:
       :class:`encoders.ops.triton_scan.TritonScanConfig`: with fewer than
       ``min_programs`` (batch x channel-block) programs, the sequence is cut
       into segments for about ``split_target`` programs (three launches).
-    - interleave_directions: the forward runs both directions in one loop
-      (two independent recurrences per thread) instead of one after the
-      other. None: only up to ``interleave_max_programs`` programs (segments
-      included), where its extra registers cost no occupancy.
+    - parallel_directions: a bidirectional forward runs its two directions
+      side by side on two warps of each program (``num_warps`` each) instead
+      of one after the other: twice the warps in flight, each with half the
+      work. Such programs split only below ``parallel_min_programs``.
 
     Defaults are the forward's best from ``benchmarks/scan_speed.py
     --gluon-sweep`` on an H100 (docs/benchmarks.md).
@@ -82,21 +81,17 @@ class GluonScanConfig:
     splits: Optional[int] = None
     min_programs: int = 512
     split_target: int = 2048
-    interleave_directions: Optional[bool] = None
-    interleave_max_programs: int = 1024
+    parallel_directions: bool = True
+    parallel_min_programs: int = 256
 
     def block_d(self, state: int) -> int:
         return 32 // (state // self.states_per_thread) * self.num_warps
 
-    def choose_splits(self, batch: int, dim: int, length: int, state: int) -> int:
+    def choose_splits(self, batch: int, dim: int, length: int, state: int, parallel: bool = False) -> int:
+        """Segments per sequence; ``parallel``: for the directions-side-by-side forward."""
+        min_programs = self.parallel_min_programs if parallel else self.min_programs
         return triton_scan.splits_for(batch * _cdiv(dim, self.block_d(state)), _cdiv(length, self.block_l),
-                                      self.splits, self.min_programs, self.split_target)
-
-    def interleaves(self, programs: int) -> bool:
-        """Whether a forward of ``programs`` programs interleaves the directions."""
-        if self.interleave_directions is not None:
-            return self.interleave_directions
-        return programs <= self.interleave_max_programs
+                                      self.splits, min_programs, self.split_target)
 
 
 DEFAULT_GLUON_CONFIG = GluonScanConfig()
@@ -105,6 +100,9 @@ DEFAULT_GLUON_CONFIG = GluonScanConfig()
 if gluon is not None:
 
     LOG2E: gl.constexpr = gl.constexpr(1.4426950408889634)
+    # A barrier over the program's threads (also orders their global memory):
+    # ``barrier`` in newer Gluon, ``thread_barrier`` in Triton 3.5-3.6.
+    _program_barrier = getattr(gl, "barrier", None) or getattr(gl, "thread_barrier")
 
     @gluon.jit
     def _softplus(x):
@@ -147,8 +145,8 @@ if gluon is not None:
     @gluon.jit
     def _program_tile(z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE: gl.constexpr,
                       BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr):
-        """Offsets of a program's channels [d0, d0 + BLOCK_D) of batch b, shared
-        by both directions: channels in LS (d_s), state checkpoint offsets
+        """Offsets of a program's channels [d0, d0 + BLOCK_D) of batch b (the
+        same for either direction): channels in LS (d_s), state checkpoint offsets
         (STATE, BLOCK_D), chunk positions and the channel mask in LC, row
         offsets of (batch, dim, length) and (batch, STATE, length) tiles, and
         the base pointers of z and out."""
@@ -284,105 +282,162 @@ if gluon is not None:
         return h, dt_sum
 
     @gluon.jit
-    def _both_directions(
-        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
-        z_ptr, out_ptr, ckpt_f, ckpt_b,
-        b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, n_slots,
-        h_f, h_b, chunk_lo, chunk_hi, smem_f, smem_b,
-        WRITE_OUT: gl.constexpr, GATE: gl.constexpr, SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr,
-        CKPT_CHUNKS: gl.constexpr, STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
-    ):
-        """Both directions over chunks [chunk_lo, chunk_hi), interleaved: turn
-        k steps the forward direction through chunk chunk_lo + k and the
-        backward one through chunk chunk_hi - 1 - k in the same straight-line
-        code, so each thread has two independent recurrences to hide each
-        other's latencies (one direction after the other left the kernel
-        latency-bound at Ti width, docs/benchmarks.md). Arguments and layouts
-        as :func:`_direction`, per direction; ``smem_*`` are the (dt, dt*u, B,
-        C, y) shared tiles of each. Returns (h_f, h_b, dt sums f, b).
+    def _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, t: gl.constexpr, WRITE_OUT: gl.constexpr,
+                   LS: gl.constexpr):
+        """:func:`_step` with a leading direction axis: row t of both
+        directions' staged chunks (the backward direction's rows are staged in
+        reverse, so its scan order is row order too)."""
+        dt_t = smem_dt.slice(t, 1, dim=1).load(LS)  # (2, 1, BLOCK_D)
+        dtu_t = smem_dtu.slice(t, 1, dim=1).load(LS)
+        B_t = B_cols.slice(t, 1, dim=2).load(LS)  # (2, STATE, 1)
+        h = gl.exp2(dt_t * A2) * h + dtu_t * B_t
+        if WRITE_OUT:
+            C_t = C_cols.slice(t, 1, dim=2).load(LS)
+            smem_y.slice(t, 1, dim=1).store(gl.sum(h * C_t, axis=1)[:, None, :])
+        return h
 
-        Each chunk is visited twice, once per direction (once in all, by both,
-        where they meet in the middle). The first visit stores its direction's
-        ungated part in ``out``; the second loads it back, adds its own and
-        gates. Both use the layout LC, so every element is read back by the
-        thread that stored it."""
-        A2_f, bias_f, Dskip_f, u_base_f, dt_base_f, B_base_f, C_base_f = _direction_inputs(
-            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb,
-            STATE, BLOCK_D, LS, LC)
-        A2_b, bias_b, Dskip_b, u_base_b, dt_base_b, B_base_b, C_base_b = _direction_inputs(
-            u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, b, d0, dim, length, s_ubb, s_dtbb, s_Bbb, s_Cbb,
-            STATE, BLOCK_D, LS, LC)
-        dt_smem_f, dtu_smem_f, B_smem_f, C_smem_f, y_smem_f = smem_f
-        dt_smem_b, dtu_smem_b, B_smem_b, C_smem_b, y_smem_b = smem_b
-        B_cols_f = B_smem_f.permute([1, 0])
-        C_cols_f = C_smem_f.permute([1, 0])
-        B_cols_b = B_smem_b.permute([1, 0])
-        C_cols_b = C_smem_b.permute([1, 0])
-        d_s, ckpt_offs, l_c, d_mask_c, rows_c, rows_b, z_base, out_base = _program_tile(
-            z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE, BLOCK_L, BLOCK_D, LS, LC)
-        dt_sum_f = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
-        dt_sum_b = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
+    @gluon.jit
+    def _gluon_scan_fwd_parallel_kernel(
+        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f,
+        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
+        z_ptr, out_ptr, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
+        dim, length, chunks_per_split, n_splits, n_slots,
+        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb,
+        END_STATES: gl.constexpr, SPLIT: gl.constexpr, HAS_Z: gl.constexpr,
+        SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
+        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
+        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
+    ):
+        """:func:`_gluon_scan_fwd_kernel` (bidirectional) with the two
+        directions on different warps of one program, in parallel: every
+        tensor has a leading direction axis (0 forward, 1 backward) laid
+        across warps. Turn k scans the forward direction's chunk
+        chunk_lo + k and the backward direction's chunk chunk_hi - 1 - k; the
+        backward direction's rows are staged in reverse, so both step through
+        rows in the same order. A chunk's first visitor stores its ungated
+        part of y in ``out``, the second adds its own and gates. The two
+        visitors are different warps, so a barrier starts every turn (and
+        splits the turn where they meet, on the middle chunk)."""
+        b = gl.program_id(0).to(gl.int64)
+        d0 = gl.program_id(1) * BLOCK_D
+        split = gl.program_id(2)
         n_chunks = gl.cdiv(length, BLOCK_L)
+        chunk_lo = split * chunks_per_split
+        chunk_hi = gl.minimum(chunk_lo + chunks_per_split, n_chunks)
+        WRITE_OUT: gl.constexpr = not END_STATES
+
+        # Index tensors, (direction, ., .), in the state layout LS ...
+        dir_s = gl.arange(0, 2, layout=gl.SliceLayout(1, gl.SliceLayout(2, LS)))[:, None, None]
+        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(0, gl.SliceLayout(2, LS)))[None, :, None]
+        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, gl.SliceLayout(1, LS)))[None, None, :]
+        forward_s = dir_s == 0
+        d_mask_s = d_s < dim
+        # ... and in the coalesced tile layout LC.
+        dir_c = gl.arange(0, 2, layout=gl.SliceLayout(1, gl.SliceLayout(2, LC)))[:, None, None]
+        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(0, gl.SliceLayout(2, LC)))[None, :, None]
+        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, gl.SliceLayout(1, LC)))[None, None, :]
+        n_c = gl.arange(0, STATE, layout=gl.SliceLayout(0, gl.SliceLayout(1, LC)))[None, None, :]
+        forward_c = dir_c == 0
+        d_mask_c = d_c < dim
+
+        A2 = gl.load(gl.where(forward_s, A_f, A_b) + d_s * STATE + n_s, mask=d_mask_s, other=0.0) * LOG2E
+        bias = gl.load(gl.where(forward_c, bias_f, bias_b) + d_c, mask=d_mask_c, other=0.0)
+        Dskip = gl.load(gl.where(forward_c, D_f, D_b) + d_c, mask=d_mask_c, other=0.0)
+        rows_c = (d_c - d0) * length
+        u_base = gl.where(forward_c, u_f + b * s_ufb, u_b + b * s_ubb) + d0 * length
+        dt_base = gl.where(forward_c, dt_f + b * s_dtfb, dt_b + b * s_dtbb) + d0 * length
+        B_base = gl.where(forward_c, B_f + b * s_Bfb, B_b + b * s_Bbb)
+        C_base = gl.where(forward_c, C_f + b * s_Cfb, C_b + b * s_Cbb)
+        z_base = z_ptr + b * s_zb + d0 * length
+        out_base = out_ptr + (b * dim + d0) * length
+        ckpt_base = gl.where(forward_s, ckpt_f, ckpt_b) + (b * dim + d_s) * (n_slots * STATE) + n_s
+        seg_offs = ((b * dim + d_s) * n_splits + split) * STATE + n_s
+
+        h = gl.zeros([2, STATE, BLOCK_D], gl.float32, LS)
+        if SPLIT and not END_STATES:
+            h = gl.load(gl.where(forward_s, seg_f, seg_b) + seg_offs, mask=d_mask_s, other=0.0)
+
+        smem_dt = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, BLOCK_D], ROWS)
+        smem_dtu = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, BLOCK_D], ROWS)
+        smem_y = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, BLOCK_D], ROWS)
+        smem_B = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, STATE], ROWS)
+        smem_C = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, STATE], ROWS)
+        B_cols = smem_B.permute([0, 2, 1])  # (2, STATE, BLOCK_L): a step reads one column
+        C_cols = smem_C.permute([0, 2, 1])
+        dt_sum = gl.zeros([2, BLOCK_D], gl.float32, gl.SliceLayout(1, LC))
 
         chunk_f = chunk_lo
         chunk_b = chunk_hi - 1
-        loads_f = _chunk_loads(u_base_f, dt_base_f, B_base_f, C_base_f, rows_c, rows_b, chunk_f * BLOCK_L + l_c,
-                               chunk_f * BLOCK_L + l_c, d_mask_c, length)
-        loads_b = _chunk_loads(u_base_b, dt_base_b, B_base_b, C_base_b, rows_c, rows_b, chunk_b * BLOCK_L + l_c,
-                               chunk_b * BLOCK_L + l_c, d_mask_c, length)
+        # Row l of a chunk: position l forward, BLOCK_L - 1 - l backward.
+        row_pos = gl.where(forward_c, l_c, BLOCK_L - 1 - l_c)
+        pos = gl.where(forward_c, chunk_f, chunk_b) * BLOCK_L + row_pos
+        loads = (gl.load(u_base + rows_c + pos, mask=(pos < length) & d_mask_c, other=0.0),
+                 gl.load(dt_base + rows_c + pos, mask=(pos < length) & d_mask_c, other=0.0),
+                 gl.load(B_base + n_c * length + pos, mask=pos < length, other=0.0),
+                 gl.load(C_base + n_c * length + pos, mask=pos < length, other=0.0))
         for _ in range(0, chunk_hi - chunk_lo):
-            current_f = loads_f
-            current_b = loads_b
+            u_raw, delta_raw, B_raw, C_raw = loads
             following_f = gl.minimum(chunk_f + 1, chunk_hi - 1)
             following_b = gl.maximum(chunk_b - 1, chunk_lo)
-            loads_f = _chunk_loads(u_base_f, dt_base_f, B_base_f, C_base_f, rows_c, rows_b,
-                                   following_f * BLOCK_L + l_c, following_f * BLOCK_L + l_c, d_mask_c, length)
-            loads_b = _chunk_loads(u_base_b, dt_base_b, B_base_b, C_base_b, rows_c, rows_b,
-                                   following_b * BLOCK_L + l_c, following_b * BLOCK_L + l_c, d_mask_c, length)
-            pos_f = chunk_f * BLOCK_L + l_c
-            pos_b = chunk_b * BLOCK_L + l_c
-            mask_f = (pos_f < length)[:, None] & d_mask_c[None, :]
-            mask_b = (pos_b < length)[:, None] & d_mask_c[None, :]
-            offs_f = rows_c[None, :] + pos_f[:, None]
-            offs_b = rows_c[None, :] + pos_b[:, None]
-            # Past the middle each chunk already holds the other direction's
-            # part; at the middle (chunk_f == chunk_b) this turn completes it.
+            following = gl.where(forward_c, following_f, following_b) * BLOCK_L + row_pos
+            loads = (gl.load(u_base + rows_c + following, mask=(following < length) & d_mask_c, other=0.0),
+                     gl.load(dt_base + rows_c + following, mask=(following < length) & d_mask_c, other=0.0),
+                     gl.load(B_base + n_c * length + following, mask=following < length, other=0.0),
+                     gl.load(C_base + n_c * length + following, mask=following < length, other=0.0))
+            mask = (pos < length) & d_mask_c
+            offs = rows_c + pos
             second_visit = chunk_f > chunk_b
             completes = chunk_f >= chunk_b
             if WRITE_OUT:
-                part_f = gl.load(out_base + offs_f, mask=mask_f & second_visit, other=0.0)
-                part_b = gl.load(out_base + offs_b, mask=mask_b & second_visit, other=0.0)
-                if GATE:
-                    z_f = gl.load(z_base + offs_f, mask=mask_f & completes, other=0.0)
-                    z_b = gl.load(z_base + offs_b, mask=mask_b & completes, other=0.0)
+                # The other warp's parts stored in earlier turns are visible after this barrier.
+                _program_barrier()
+                part = gl.load(out_base + offs, mask=mask & second_visit, other=0.0)
+                if HAS_Z:
+                    z_raw = gl.load(z_base + offs, mask=mask & completes, other=0.0)
             if SAVE_STATES:
-                _save_state(ckpt_f, ckpt_offs, h_f, chunk_f, n_chunks, d_s < dim, False, CKPT_CHUNKS, STATE)
-                _save_state(ckpt_b, ckpt_offs, h_b, chunk_b, n_chunks, d_s < dim, True, CKPT_CHUNKS, STATE)
-            u_cur_f, chunk_dt_f = _stage_chunk(current_f, bias_f, mask_f, dt_smem_f, dtu_smem_f, B_smem_f, C_smem_f,
-                                               SOFTPLUS, WRITE_OUT, LD, LD_B)
-            u_cur_b, chunk_dt_b = _stage_chunk(current_b, bias_b, mask_b, dt_smem_b, dtu_smem_b, B_smem_b, C_smem_b,
-                                               SOFTPLUS, WRITE_OUT, LD, LD_B)
-            dt_sum_f += chunk_dt_f
-            dt_sum_b += chunk_dt_b
-            for i in gl.static_range(BLOCK_L):
-                h_f = _step(h_f, A2_f, dt_smem_f, dtu_smem_f, B_cols_f, C_cols_f, y_smem_f, i, WRITE_OUT, LS)
-                h_b = _step(h_b, A2_b, dt_smem_b, dtu_smem_b, B_cols_b, C_cols_b, y_smem_b, BLOCK_L - 1 - i,
-                            WRITE_OUT, LS)
+                first_f = chunk_f % CKPT_CHUNKS == 0
+                first_b = ((chunk_b + 1) % CKPT_CHUNKS == 0) | (chunk_b == n_chunks - 1)
+                slot = gl.where(forward_s, chunk_f // CKPT_CHUNKS, chunk_b // CKPT_CHUNKS)
+                gl.store(ckpt_base + slot * STATE, h, mask=d_mask_s & gl.where(forward_s, first_f, first_b))
+            u = u_raw.to(gl.float32)
+            raw = delta_raw.to(gl.float32) + bias
+            if SOFTPLUS:
+                raw = _softplus(raw)
+            dt = gl.where(mask, raw, 0.0)  # masked positions: decay 1, no input
+            dt_sum += gl.sum(dt, axis=1)
+            smem_dt.store(gl.convert_layout(dt, LD))
+            smem_dtu.store(gl.convert_layout(dt * u, LD))
+            smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
             if WRITE_OUT:
-                y_f = gl.convert_layout(y_smem_f.load(LD), LC) + Dskip_f[None, :] * u_cur_f + part_f.to(gl.float32)
-                y_b = gl.convert_layout(y_smem_b.load(LD), LC) + Dskip_b[None, :] * u_cur_b + part_b.to(gl.float32)
+                smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
+            for i in gl.static_range(BLOCK_L):
+                h = _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, i, WRITE_OUT, LS)
+            if WRITE_OUT:
+                y = gl.convert_layout(smem_y.load(LD), LC) + Dskip * u + part.to(gl.float32)
+                keep = mask
                 if chunk_f == chunk_b:
-                    y_f += y_b
-                if GATE:
+                    # Both directions on one chunk: the backward warp's part
+                    # goes through ``out`` to the forward warp, which completes it.
+                    gl.store(out_base + offs, y.to(out_ptr.dtype.element_ty), mask=mask & (dir_c == 1))
+                    _program_barrier()
+                    y += gl.load(out_base + offs, mask=mask & forward_c & (dir_c == 0), other=0.0).to(gl.float32)
+                    keep = mask & forward_c
+                if HAS_Z:
                     if completes:
-                        y_f = _gated(y_f, z_f)
-                        y_b = _gated(y_b, z_b)
-                gl.store(out_base + offs_f, y_f.to(out_ptr.dtype.element_ty), mask=mask_f)
-                gl.store(out_base + offs_b, y_b.to(out_ptr.dtype.element_ty), mask=mask_b & (chunk_f != chunk_b))
+                        y = _gated(y, z_raw)
+                gl.store(out_base + offs, y.to(out_ptr.dtype.element_ty), mask=keep)
             chunk_f = following_f
             chunk_b = following_b
-        return h_f, h_b, dt_sum_f, dt_sum_b
+            pos = following
+        if END_STATES:
+            # The segment that ends a direction's scan feeds no later one.
+            feeds = gl.where(forward_s, split < n_splits - 1, split > 0)
+            gl.store(gl.where(forward_s, seg_f, seg_b) + seg_offs, h, mask=d_mask_s & feeds)
+            dir_t = gl.arange(0, 2, layout=gl.SliceLayout(1, gl.SliceLayout(1, LC)))[:, None]
+            d_t = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, gl.SliceLayout(1, LC)))[None, :]
+            feeds_t = gl.where(dir_t == 0, split < n_splits - 1, split > 0)
+            gl.store(gl.where(dir_t == 0, dtsum_f, dtsum_b) + (b * dim + d_t) * n_splits + split, dt_sum,
+                     mask=(d_t < dim) & feeds_t)
 
     @gluon.jit
     def _chunk_tiles(STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, ROWS: gl.constexpr):
@@ -436,7 +491,7 @@ if gluon is not None:
         dim, length, chunks_per_split, n_splits, n_slots,
         s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb,
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr,
-        SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr, INTERLEAVE: gl.constexpr,
+        SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
         LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
     ):
@@ -444,8 +499,8 @@ if gluon is not None:
         end state from a zero start and its summed dt, into ``seg_*`` /
         ``dtsum_*`` (launch 1 of 3 of a split scan). Otherwise write y, each
         segment starting from the state the carry kernel left in ``seg_*`` (if
-        SPLIT) or from zero. INTERLEAVE: the two directions in one loop
-        (:func:`_both_directions`), else one after the other."""
+        SPLIT) or from zero. The two directions run one after the other
+        (:func:`_gluon_scan_fwd_parallel_kernel` runs them side by side)."""
         b = gl.program_id(0).to(gl.int64)
         d0 = gl.program_id(1) * BLOCK_D
         split = gl.program_id(2)
@@ -465,39 +520,22 @@ if gluon is not None:
             if BIDIRECTIONAL:
                 h_b = gl.load(seg_b + seg_offs, mask=seg_mask, other=0.0)
         tiles_f = _chunk_tiles(STATE, BLOCK_L, BLOCK_D, ROWS)
-        if BIDIRECTIONAL and INTERLEAVE:
-            tiles_b = _chunk_tiles(STATE, BLOCK_L, BLOCK_D, ROWS)
-            h_f, h_b, dts_f, dts_b = _both_directions(
-                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
-                z_ptr, out_ptr, ckpt_f, ckpt_b,
-                b, d0, dim, length, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, n_slots,
-                h_f, h_b, chunk_lo, chunk_hi, tiles_f, tiles_b,
-                not END_STATES, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
-            if END_STATES:
-                # Both ran; the segment that ends a direction's scan feeds no later one.
-                if split < n_splits - 1:
-                    gl.store(seg_f + seg_offs, h_f, mask=seg_mask)
-                    gl.store(dtsum_f + dtsum_offs, dts_f, mask=d_c < dim)
-                if split > 0:
-                    gl.store(seg_b + seg_offs, h_b, mask=seg_mask)
-                    gl.store(dtsum_b + dtsum_offs, dts_b, mask=d_c < dim)
-        else:
-            # The forward direction's output is ungated unless it is the only one.
+        # The forward direction's output is ungated unless it is the only one.
+        _direction_segment(
+            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
+            b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, h_f,
+            chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
+            False, END_STATES, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
+            STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+        if BIDIRECTIONAL:
+            # Accumulates onto the forward direction's output, element by
+            # element in the thread that wrote it (both use the layout LC).
             _direction_segment(
-                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
-                b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, h_f,
+                u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b, seg_b, dtsum_b,
+                b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, h_b,
                 chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
-                False, END_STATES, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
+                True, END_STATES, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
                 STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
-            if BIDIRECTIONAL:
-                # Accumulates onto the forward direction's output, element by
-                # element in the thread that wrote it (both use the layout LC).
-                _direction_segment(
-                    u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b, seg_b, dtsum_b,
-                    b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, h_b,
-                    chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
-                    True, END_STATES, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                    STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
 
     @gluon.jit
     def _gluon_restore_kernel(
@@ -815,6 +853,23 @@ def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -
     return layouts
 
 
+def _parallel_layouts(config: GluonScanConfig, state: int) -> dict:
+    """:func:`_kernel_layouts` with a leading direction axis across two
+    warp groups, for :func:`_gluon_scan_fwd_parallel_kernel`."""
+    warps = config.num_warps
+    lanes_n = state // config.states_per_thread
+    lanes_d = 32 // lanes_n
+    lanes_l = min(32, config.block_l)
+    return dict(
+        BLOCK_D=config.block_d(state),
+        LS=gl.BlockedLayout([1, config.states_per_thread, 1], [1, lanes_n, lanes_d], [2, 1, warps], [1, 2, 0]),
+        LC=gl.BlockedLayout([1, 1, 1], [1, lanes_l, 32 // lanes_l], [2, 1, warps], [1, 2, 0]),
+        LD=gl.BlockedLayout([1, 1, 1], [1, lanes_n, lanes_d], [2, 1, warps], [2, 1, 0]),
+        LD_B=gl.BlockedLayout([1, 1, 1], [1, 32 // state, state], [2, 1, warps], [2, 1, 0]),
+        ROWS=gl.SwizzledSharedLayout(1, 1, 1, [2, 1, 0]),
+    )
+
+
 def _prepare(direction: ScanInputs) -> ScanInputs:
     """Rows of stride length for u, delta, B, C; parameters (A, D, delta_bias) contiguous float32."""
     u, delta, A, B, C, D, bias = direction
@@ -865,7 +920,8 @@ def gluon_scan_forward(
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     f32 = dict(device=u.device, dtype=torch.float32)
     n_chunks = _cdiv(length, config.block_l)
-    splits = config.choose_splits(batch, dim, length, state)
+    parallel = bidirectional and config.parallel_directions
+    splits = config.choose_splits(batch, dim, length, state, parallel)
     chunks_per_split = _cdiv(n_chunks, splits)
     splits = _cdiv(n_chunks, chunks_per_split)  # every segment non-empty
     save_states = checkpoint_positions is not None
@@ -880,15 +936,20 @@ def gluon_scan_forward(
     grid = (batch, _cdiv(dim, config.block_d(state)), splits)
     args = [*f, *b, zt, out, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
             dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0)]
-    flags = dict(SPLIT=splits > 1, BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
-                 SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, INTERLEAVE=config.interleaves(math.prod(grid)),
-                 STATE=state, BLOCK_L=config.block_l, num_warps=config.num_warps, **_kernel_layouts(config, state))
+    flags = dict(SPLIT=splits > 1, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
+                 SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, STATE=state, BLOCK_L=config.block_l)
+    if parallel:
+        kernel = _gluon_scan_fwd_parallel_kernel
+        flags.update(num_warps=2 * config.num_warps, **_parallel_layouts(config, state))
+    else:
+        kernel = _gluon_scan_fwd_kernel
+        flags.update(BIDIRECTIONAL=bidirectional, num_warps=config.num_warps, **_kernel_layouts(config, state))
     if splits > 1:
-        _gluon_scan_fwd_kernel[grid](*args, END_STATES=True, **flags)
+        kernel[grid](*args, END_STATES=True, **flags)
         triton_scan._scan_carry_kernel[(batch, _cdiv(dim, 16))](
             seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
             BIDIRECTIONAL=bidirectional, ADJOINT=False, STATE=state, BLOCK_D=16)
-    _gluon_scan_fwd_kernel[grid](*args, END_STATES=False, **flags)
+    kernel[grid](*args, END_STATES=False, **flags)
     saved = (ckpt_f, ckpt_b if bidirectional else None) if save_states else None
     return out, saved
 
