@@ -26,7 +26,7 @@ dialect, compiled at run time like Triton, no CUDA build):
   Long sequences at small batch are split into segments (three launches).
 
 The forward is what ``bidirectional_selective_scan_triton`` runs by default
-(measured 1.9-3.6x two mamba-ssm calls, docs/benchmarks.md). The backward
+(measured 1.9-3.5x two mamba-ssm calls, docs/benchmarks.md). The backward
 here (re-scan each chunk from restored states, then the adjoint, in the same
 layout) is correct but measured slower than the Triton backward, so that one
 stays the default (``TritonScanConfig.gluon_backward``).

@@ -91,10 +91,10 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device,
     this project's kernels only where they were measured to beat mamba-ssm
     (:func:`triton_scan_preferred`); without it, or
     without mamba-ssm, "auto" on CUDA is Triton. With the Gluon forward ours
-    is taken at every shape: inference was measured 1.4-2x faster end to end
-    and whole training steps 1.00-1.14x, with 12 % less peak memory
-    (VideoMamba-Ti and -S, 8-64 frames). Without Gluon, only where the Triton
-    kernels have enough parallel work.
+    is taken at every shape: inference was measured 1.5-2x faster end to end,
+    training steps about level at VideoMamba-Ti and 1.03-1.14x at -S, with
+    12 % less peak memory (8-64 frames). Without Gluon, only where the
+    Triton kernels have enough parallel work.
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()

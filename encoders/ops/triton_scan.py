@@ -128,10 +128,11 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
     """Whether this project's scan is expected to beat mamba-ssm at this (batch, dim).
 
     Measured on an H100 (docs/benchmarks.md). With the Gluon forward
-    (where Gluon is available): inference 1.8-3.6x two mamba-ssm calls at
-    every VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32), and
-    training steps of the whole encoder 1.00-1.14x (Gluon forward + Triton
-    backward), so always. Without it, the Triton kernels win only with
+    (where Gluon is available): its forward 1.9-3.5x two mamba-ssm calls at
+    every VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32);
+    whole-encoder training steps (Gluon forward + Triton backward) about
+    level at Ti (0.90-1.09x across runs) and 1.03-1.14x at S, with 12 %
+    less peak memory; so always. Without it, the Triton kernels win only with
     enough (batch x channel block) programs: the forward from
     ``min_programs``, the backward (1.0x) where it needs no split.
     """
