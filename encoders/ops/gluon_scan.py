@@ -282,6 +282,17 @@ if gluon is not None:
         return h, dt_sum
 
     @gluon.jit
+    def _chunk_pair_loads(u_base, dt_base, B_base, C_base, rows_c, rows_n, pos, d_mask_c, length):
+        """:func:`_chunk_loads` with a leading direction axis: raw u, delta
+        (2, BLOCK_L, BLOCK_D) and B, C (2, BLOCK_L, STATE) at positions ``pos``
+        (2, BLOCK_L, 1); ``rows_*`` are row offsets (channel or state x length)."""
+        in_range = pos < length
+        return (gl.load(u_base + rows_c + pos, mask=in_range & d_mask_c, other=0.0),
+                gl.load(dt_base + rows_c + pos, mask=in_range & d_mask_c, other=0.0),
+                gl.load(B_base + rows_n + pos, mask=in_range, other=0.0),
+                gl.load(C_base + rows_n + pos, mask=in_range, other=0.0))
+
+    @gluon.jit
     def _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, t: gl.constexpr, WRITE_OUT: gl.constexpr,
                    LS: gl.constexpr):
         """:func:`_step` with a leading direction axis: row t of both
@@ -371,19 +382,14 @@ if gluon is not None:
         # Row l of a chunk: position l forward, BLOCK_L - 1 - l backward.
         row_pos = gl.where(forward_c, l_c, BLOCK_L - 1 - l_c)
         pos = gl.where(forward_c, chunk_f, chunk_b) * BLOCK_L + row_pos
-        loads = (gl.load(u_base + rows_c + pos, mask=(pos < length) & d_mask_c, other=0.0),
-                 gl.load(dt_base + rows_c + pos, mask=(pos < length) & d_mask_c, other=0.0),
-                 gl.load(B_base + n_c * length + pos, mask=pos < length, other=0.0),
-                 gl.load(C_base + n_c * length + pos, mask=pos < length, other=0.0))
+        rows_n = n_c * length
+        loads = _chunk_pair_loads(u_base, dt_base, B_base, C_base, rows_c, rows_n, pos, d_mask_c, length)
         for _ in range(0, chunk_hi - chunk_lo):
             u_raw, delta_raw, B_raw, C_raw = loads
             following_f = gl.minimum(chunk_f + 1, chunk_hi - 1)
             following_b = gl.maximum(chunk_b - 1, chunk_lo)
             following = gl.where(forward_c, following_f, following_b) * BLOCK_L + row_pos
-            loads = (gl.load(u_base + rows_c + following, mask=(following < length) & d_mask_c, other=0.0),
-                     gl.load(dt_base + rows_c + following, mask=(following < length) & d_mask_c, other=0.0),
-                     gl.load(B_base + n_c * length + following, mask=following < length, other=0.0),
-                     gl.load(C_base + n_c * length + following, mask=following < length, other=0.0))
+            loads = _chunk_pair_loads(u_base, dt_base, B_base, C_base, rows_c, rows_n, following, d_mask_c, length)
             mask = (pos < length) & d_mask_c
             offs = rows_c + pos
             second_visit = chunk_f > chunk_b
