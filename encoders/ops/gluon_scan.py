@@ -426,7 +426,7 @@ if gluon is not None:
                     # goes through ``out`` to the forward warp, which completes it.
                     gl.store(out_base + offs, y.to(out_ptr.dtype.element_ty), mask=mask & (dir_c == 1))
                     _program_barrier()
-                    y += gl.load(out_base + offs, mask=mask & forward_c & (dir_c == 0), other=0.0).to(gl.float32)
+                    y += gl.load(out_base + offs, mask=mask & forward_c, other=0.0).to(gl.float32)
                     keep = mask & forward_c
                 if HAS_Z:
                     if completes:
