@@ -9,7 +9,8 @@ CUDA) under ``torch.inference_mode``; the training step is bf16 autocast with fp
 forward + backward + AdamW. The ViT baseline is DeiT-shaped (12 layers, width = the
 VideoMamba width, 64-dim heads, MLP ratio 4) attending jointly over all 1 + T*196 tokens,
 with PyTorch's fused SDPA ("flash") or an explicit softmax(QK^T)V ("naive").
-Prints a markdown table: clips/s and peak GiB per model, frames and mode.
+Prints a markdown table: clips/s (median of --repeats timings, with their spread) and peak GiB
+per model, frames and mode.
 """
 
 from __future__ import annotations
@@ -84,23 +85,31 @@ class Row:
     clips_per_s: float
     peak_gib: float
     note: str = ""
+    spread: float = float("nan")  # (max - min) / median of the repeated timings
 
 
-def measure(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> tuple[float, float]:
-    """Seconds per call and peak GiB (CUDA only; NaN on CPU)."""
+def measure(fn: Callable[[], None], device: torch.device, warmup: int, iters: int,
+            repeats: int = 1) -> tuple[float, float, float]:
+    """Seconds per call (the median of ``repeats`` timings of ``iters``
+    calls each), their spread ((max - min) / median) and peak GiB (CUDA only;
+    NaN on CPU)."""
     for _ in range(warmup):
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = (time.perf_counter() - start) / iters
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append((time.perf_counter() - start) / iters)
+    timings.sort()
+    median = timings[len(timings) // 2]
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return elapsed, peak
+    return median, (timings[-1] - timings[0]) / median, peak
 
 
 def build(kind: str, width_name: str, frames: int, scan_backend: str | None) -> nn.Module:
@@ -140,8 +149,8 @@ def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, de
     if device.type == "cuda":
         torch.cuda.empty_cache()
     try:
-        seconds, peak = measure(step, device, args.warmup, args.iters)
-        row = Row(name, mode, frames, batch, batch / seconds, peak)
+        seconds, spread, peak = measure(step, device, args.warmup, args.iters, args.repeats)
+        row = Row(name, mode, frames, batch, batch / seconds, peak, spread=spread)
     except torch.OutOfMemoryError:
         row = Row(name, mode, frames, batch, float("nan"), float("nan"), "out of memory")
     # The model is freed when `step` goes out of scope; the next row empties the
@@ -184,6 +193,8 @@ def main() -> None:
                         help="batch sizes to time instead of the defaults (e.g. the CPU indexing batch)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="time this many blocks of --iters calls; clips/s from the median, spread across them")
     parser.add_argument("--scan-backends", nargs="+", default=["auto"],
                         help="VideoMamba scan backends to compare (auto, triton, cuda, torch), inference and training")
     parser.add_argument("--profile", action="store_true")
@@ -213,14 +224,14 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\ndevice: {gpu}; torch {torch.__version__}; img {args.img_size}px; "
           f"{'bf16' if device.type == 'cuda' else 'fp32'}\n")
-    print("| model | mode | frames | batch | clips/s | peak GiB | vs vit_flash | note |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | mode | frames | batch | clips/s | spread | peak GiB | vs vit_flash | note |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         ref = next((r for r in rows if r.model == f"vit_flash-{row.model.split('-')[1]}" and r.mode == row.mode
                     and r.frames == row.frames and r.batch == row.batch), None)
         ratio = row.clips_per_s / ref.clips_per_s if ref and ref.clips_per_s == ref.clips_per_s else float("nan")
         print(f"| {row.model} | {row.mode} | {row.frames} | {row.batch} | {row.clips_per_s:.1f} | "
-              f"{row.peak_gib:.2f} | {ratio:.2f}x | {row.note} |")
+              f"{row.spread:.0%} | {row.peak_gib:.2f} | {ratio:.2f}x | {row.note} |")
     if args.profile and device.type == "cuda":
         print(f"\nVideoMamba-Ti bf16 inference, 8 frames, batch 32, 5 calls, scan backend {args.scan_backends[0]}:\n")
         print(profile_videomamba(device, args))
