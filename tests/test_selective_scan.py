@@ -372,6 +372,39 @@ def test_without_gluon_triton_is_preferred_only_with_enough_parallel_work():
     assert triton_scan_preferred(32, 384, config, needs_grad=False)
 
 
+@pytest.mark.parametrize("batch,dim,frames,expected", [
+    (32, 384, 8, 1),    # Ti, 8 frames: 1536 backward programs, no split
+    (16, 384, 16, 5),   # Ti, 16 frames: 768 programs, 5 segments (two waves of 4224)
+    (8, 384, 32, 11),
+    (4, 384, 64, 22),
+    (16, 768, 16, 1),   # S, 16 frames: 1536 programs
+    (8, 768, 32, 5),
+    (4, 768, 64, 11),
+    (1, 24, 1, 1),      # a one-position sequence cannot split
+])
+def test_backward_split_rule(batch, dim, frames, expected):
+    """The backward's segments at the measured shapes (docs/benchmarks.md,
+    "The backward's split rule"); every segment non-empty."""
+    from encoders.ops.triton_scan import DEFAULT_CONFIG, _backward_segments, _cdiv
+
+    length = 1 + 196 * frames if frames > 1 else 1
+    splits, chunks_per_split = _backward_segments(batch, dim, length, DEFAULT_CONFIG)
+    assert splits == expected
+    n_chunks = _cdiv(length, DEFAULT_CONFIG.block_l)
+    assert (splits - 1) * chunks_per_split < n_chunks <= splits * chunks_per_split
+
+
+def test_gluon_forward_splits_fewer_programs_side_by_side():
+    """Programs with a warp per direction split only below parallel_min_programs."""
+    from encoders.ops.gluon_scan import GluonScanConfig
+
+    config = GluonScanConfig()
+    ti_16_frames = (16, 384, 1 + 196 * 16, 16)  # 384 programs of 16 channels
+    assert config.choose_splits(*ti_16_frames, parallel=True) == 1
+    assert config.choose_splits(*ti_16_frames, parallel=False) == 6
+    assert config.choose_splits(8, 384, 1 + 196 * 32, 16, parallel=True) == 11  # 192 programs
+
+
 def test_with_gluon_triton_is_preferred_everywhere(monkeypatch):
     """The Gluon forward was measured faster than mamba-ssm at every shape,
     and with it whole training steps too."""
