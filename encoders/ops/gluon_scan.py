@@ -101,8 +101,9 @@ if gluon is not None:
 
     LOG2E: gl.constexpr = gl.constexpr(1.4426950408889634)
     # A barrier over the program's threads (also orders their global memory):
-    # ``barrier`` in newer Gluon, ``thread_barrier`` in Triton 3.5-3.6.
-    _program_barrier = getattr(gl, "barrier", None) or getattr(gl, "thread_barrier")
+    # ``barrier`` in newer Gluon, ``thread_barrier`` in Triton 3.5-3.6. Without
+    # either, the directions run one after the other (no cross-warp exchange).
+    _program_barrier = getattr(gl, "barrier", None) or getattr(gl, "thread_barrier", None)
 
     @gluon.jit
     def _softplus(x):
@@ -926,7 +927,7 @@ def gluon_scan_forward(
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     f32 = dict(device=u.device, dtype=torch.float32)
     n_chunks = _cdiv(length, config.block_l)
-    parallel = bidirectional and config.parallel_directions
+    parallel = bidirectional and config.parallel_directions and _program_barrier is not None
     splits = config.choose_splits(batch, dim, length, state, parallel)
     chunks_per_split = _cdiv(n_chunks, splits)
     splits = _cdiv(n_chunks, chunks_per_split)  # every segment non-empty
