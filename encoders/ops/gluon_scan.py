@@ -34,6 +34,7 @@ stays the default (``TritonScanConfig.gluon_backward``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -827,6 +828,7 @@ def _rows_of_length(t: Tensor) -> Tensor:
     return t.contiguous()
 
 
+@functools.lru_cache(maxsize=None)  # built once per tile, not on every launch
 def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -> dict:
     """The layouts every kernel here is written against, as constexpr launch
     arguments (one place decides them):
@@ -860,6 +862,7 @@ def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -
     return layouts
 
 
+@functools.lru_cache(maxsize=None)
 def _parallel_layouts(config: GluonScanConfig, state: int) -> dict:
     """:func:`_kernel_layouts` with a leading direction axis across two
     warp groups, for :func:`_gluon_scan_fwd_parallel_kernel`."""
@@ -928,9 +931,8 @@ def gluon_scan_forward(
     f32 = dict(device=u.device, dtype=torch.float32)
     n_chunks = _cdiv(length, config.block_l)
     parallel = bidirectional and config.parallel_directions and _program_barrier is not None
-    splits = config.choose_splits(batch, dim, length, state, parallel)
-    chunks_per_split = _cdiv(n_chunks, splits)
-    splits = _cdiv(n_chunks, chunks_per_split)  # every segment non-empty
+    splits, chunks_per_split = triton_scan.split_layout(n_chunks, config.choose_splits(batch, dim, length, state,
+                                                                                        parallel))
     save_states = checkpoint_positions is not None
     ckpt_chunks = checkpoint_positions // config.block_l if save_states else 1
     n_slots = _cdiv(n_chunks, ckpt_chunks)
@@ -1017,9 +1019,7 @@ def gluon_scan_backward(
     grads_f = grad_buffers(f)
     grads_b = grad_buffers(b) if bidirectional else grads_f
     ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
-    splits = config.choose_splits(batch, dim, length, state)
-    chunks_per_split = _cdiv(n_chunks, splits)
-    splits = _cdiv(n_chunks, chunks_per_split)
+    splits, chunks_per_split = triton_scan.split_layout(n_chunks, config.choose_splits(batch, dim, length, state))
     # The first two launches of a split backward (segment adjoint ends, carry) are the Triton ones.
     seg_f, seg_b = triton_scan._adjoint_segment_starts(
         f, b, zt, grad_out, bidirectional, z is not None, delta_softplus, n_chunks, chunks_per_split, splits,

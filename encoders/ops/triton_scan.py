@@ -152,17 +152,27 @@ def choose_splits(batch: int, dim: int, length: int, config: TritonScanConfig) -
                       config.min_programs, config.split_target)
 
 
-def splits_for(programs: int, n_chunks: int, splits: Optional[int], min_programs: int, split_target: int) -> int:
+def splits_for(programs: int, n_chunks: int, splits: Optional[int], min_programs: int, split_target: int,
+               round_up: bool = True) -> int:
     """Segments per sequence, given ``programs`` (batch x channel blocks) and
     ``n_chunks`` chunks: ``splits`` if fixed, else 1 when the programs reach
-    ``min_programs``, else enough for ``split_target`` programs; at most one
-    segment per chunk. Measured (docs/benchmarks.md): splitting costs a second
-    pass of exponentials, so it pays only when programs are scarce."""
+    ``min_programs``, else enough for ``split_target`` programs (``round_up``)
+    or as many as fit in it; at most one segment per chunk. Measured
+    (docs/benchmarks.md): splitting costs a second pass of exponentials, so it
+    pays only when programs are scarce."""
     if splits is not None:
         return max(1, min(splits, n_chunks))
     if programs >= min_programs:
         return 1
-    return max(1, min(_cdiv(split_target, programs), n_chunks))
+    wanted = _cdiv(split_target, programs) if round_up else split_target // programs
+    return max(1, min(wanted, n_chunks))
+
+
+def split_layout(n_chunks: int, splits: int) -> tuple[int, int]:
+    """(segments, chunks per segment) for about ``splits`` segments of
+    ``n_chunks`` chunks, every segment non-empty."""
+    chunks_per_split = _cdiv(n_chunks, max(1, min(splits, n_chunks)))
+    return _cdiv(n_chunks, chunks_per_split), chunks_per_split
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -751,9 +761,8 @@ def _row_strides(direction: ScanInputs) -> list[int]:
 
 def _segments(batch: int, dim: int, length: int, block_d: int, config: TritonScanConfig) -> tuple[int, int]:
     """(segments, chunks per segment) for programs of ``block_d`` channels; every segment non-empty."""
-    n_chunks = _cdiv(length, config.block_l)
-    chunks_per_split = _cdiv(n_chunks, choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d)))
-    return _cdiv(n_chunks, chunks_per_split), chunks_per_split
+    return split_layout(_cdiv(length, config.block_l),
+                        choose_splits(batch, dim, length, dataclasses.replace(config, block_d=block_d)))
 
 
 def _backward_segments(batch: int, dim: int, length: int, config: TritonScanConfig) -> tuple[int, int]:
@@ -763,15 +772,9 @@ def _backward_segments(batch: int, dim: int, length: int, config: TritonScanConf
     rounding up past a full wave, or not splitting at 768 programs, cost up to
     1.4x."""
     n_chunks = _cdiv(length, config.block_l)
-    programs = batch * _cdiv(dim, config.backward_block_d)
-    if config.splits is not None:
-        splits = config.splits
-    elif programs >= config.backward_min_programs:
-        splits = 1
-    else:
-        splits = config.backward_split_target // programs
-    chunks_per_split = _cdiv(n_chunks, max(1, min(splits, n_chunks)))
-    return _cdiv(n_chunks, chunks_per_split), chunks_per_split
+    splits = splits_for(batch * _cdiv(dim, config.backward_block_d), n_chunks, config.splits,
+                        config.backward_min_programs, config.backward_split_target, round_up=False)
+    return split_layout(n_chunks, splits)
 
 
 def _segment_buffers(batch: int, dim: int, splits: int, state: int, bidirectional: bool,
