@@ -248,10 +248,13 @@ GLUON_COMPILE_CASES = {
         END_STATES=True, SPLIT=False, HAS_Z=True, SOFTPLUS=True, SAVE_STATES=False, CKPT_CHUNKS=8)),
     "restore states": ("_gluon_restore_kernel", dict(REVERSE=True, SOFTPLUS=True, GROUP_CHUNKS=8)),
     "backward, split": ("_gluon_scan_bwd_kernel", dict(BIDIRECTIONAL=True, HAS_Z=True, SPLIT=True, SOFTPLUS=True)),
+    "backward, one direction, no gate": ("_gluon_scan_bwd_kernel", dict(
+        BIDIRECTIONAL=False, HAS_Z=False, SPLIT=False, SOFTPLUS=False)),
 }
 #: Integer (not pointer) arguments of the Gluon kernels; float32 pointers by name prefix.
 GLUON_INT_ARGS = {"dim", "length", "n_chunks", "n_slots", "n_splits", "chunks_per_split"}
-GLUON_FLOAT32_POINTERS = ("A_", "D_", "bias", "ckpt", "seg", "dtsum", "chunks", "dA", "dB", "dC", "dD", "dbias", "ybuf")
+GLUON_FLOAT32_POINTERS = ("A_", "D_", "bias", "ckpt", "seg", "dtsum", "chunks", "dA", "dB", "dC", "dD", "dbias", "ybuf",
+                          "dz")
 
 
 @pytest.mark.parametrize("case", sorted(GLUON_COMPILE_CASES))
@@ -259,7 +262,7 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
     """Without a GPU: the default Gluon tile compiles for sm_90a, and ptxas
     reports no register spills (a spill would cost more than the tile saves)."""
     triton = pytest.importorskip("triton")
-    from encoders.ops import gluon_scan
+    from encoders.ops import gluon_backward, gluon_scan
 
     if not gluon_scan.gluon_available():
         pytest.skip("this Triton has no Gluon")
@@ -269,12 +272,16 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     if not ptxas.exists():
         pytest.skip("this Triton ships no ptxas")
-    config = gluon_scan.DEFAULT_GLUON_CONFIG
     name, flags = GLUON_COMPILE_CASES[case]
-    kernel = getattr(gluon_scan, name)
     parallel = name == "_gluon_scan_fwd_parallel_kernel"
-    layouts = (gluon_scan._parallel_layouts(config, 16) if parallel
-               else gluon_scan._kernel_layouts(config, 16, reduce=name == "_gluon_scan_bwd_kernel"))
+    if name == "_gluon_scan_bwd_kernel":
+        config = gluon_backward.DEFAULT_BACKWARD_CONFIG
+        kernel = gluon_backward._gluon_scan_bwd_kernel
+        layouts = gluon_backward._backward_layouts(config, 16)
+    else:
+        config = gluon_scan.DEFAULT_GLUON_CONFIG
+        kernel = getattr(gluon_scan, name)
+        layouts = gluon_scan._parallel_layouts(config, 16) if parallel else gluon_scan._kernel_layouts(config, 16)
     constants = dict(flags, STATE=16, BLOCK_L=config.block_l, **layouts)
     signature = {}
     for param in kernel.params:
@@ -315,6 +322,48 @@ def test_gluon_forward_saves_the_states_the_triton_forward_saves():
                                                checkpoint_positions=every)
         assert relative_error(y_g, y_t) <= 1e-5
         assert relative_error(sf_g, sf_t) <= 1e-5 and relative_error(sb_g, sb_t) <= 1e-5
+
+
+#: (block_l, states_per_thread, num_warps) of the Gluon backward: positions per thread 2 to 8, lanes
+#: per channel 2 to 8, one and two warps.
+GLUON_BACKWARD_TILES = [(4, 8, 1), (2, 8, 1), (8, 4, 1), (4, 4, 2), (4, 2, 1)]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", GLUON_BACKWARD_TILES)
+@pytest.mark.parametrize("splits", [None, 7])
+@pytest.mark.parametrize("bidirectional,gate,softplus", [(True, True, True), (False, False, False)])
+def test_gluon_backward_tiles_match_the_triton_backward(tile, splits, bidirectional, gate, softplus):
+    """Every Gluon backward tile, split and not, gives the gradients of the
+    Triton backward (itself checked against float64 above) from the same saved
+    states, on an odd length and a partial last channel block."""
+    from encoders.ops.gluon_backward import GluonBackwardConfig, gluon_scan_backward
+    from encoders.ops.gluon_scan import gluon_scan_forward
+    from encoders.ops.triton_scan import TritonScanConfig, scan_backward
+
+    _skip_without_gluon()
+    fwd = random_scan_inputs(2, 40, 1001, 16, seed=3, device="cuda")
+    bwd = random_scan_inputs(2, 40, 1001, 16, seed=4, device="cuda")
+    if not softplus:
+        for inputs in (fwd, bwd):
+            inputs["delta"] = inputs["delta"].exp()
+            inputs["delta_bias"] = inputs["delta_bias"].abs()
+    direction = lambda inputs: tuple(inputs[k] for k in DIRECTION_NAMES)  # noqa: E731
+    f, b = direction(fwd), direction(bwd) if bidirectional else None
+    z = fwd["z"] if gate else None
+    triton_config = TritonScanConfig(gluon_backward=False)
+    every = triton_config.block_l * triton_config.state_checkpoint_chunks
+    y, saved = gluon_scan_forward(f, b, z, softplus, checkpoint_positions=every)
+    grad = torch.randn_like(y)
+    expected = scan_backward(f, b, z, saved, grad, softplus, triton_config)
+    block_l, states_per_thread, num_warps = tile
+    config = GluonBackwardConfig(block_l, states_per_thread, num_warps, splits=splits)
+    actual = gluon_scan_backward(f, b, z, saved, grad, softplus, every, config)
+    for got, want in zip([*actual[0], *(actual[1] or []), actual[2]], [*expected[0], *(expected[1] or []), expected[2]]):
+        if want is None:
+            assert got is None
+        else:
+            assert relative_error(got, want, floor=1e-3) <= 1e-4
 
 
 @pytest.mark.gpu

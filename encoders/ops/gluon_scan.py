@@ -26,10 +26,9 @@ dialect, compiled at run time like Triton, no CUDA build):
   Long sequences at small batch are split into segments (three launches).
 
 The forward is what ``bidirectional_selective_scan_triton`` runs by default
-(measured 1.9-3.5x two mamba-ssm calls, docs/benchmarks.md). The backward
-here (re-scan each chunk from restored states, then the adjoint, in the same
-layout) is correct but measured slower than the Triton backward, so that one
-stays the default (``TritonScanConfig.gluon_backward``).
+(measured 1.9-3.5x two mamba-ssm calls, docs/benchmarks.md). The restore
+launch here (states entering every chunk, re-scanned from the forward's
+checkpoints) serves the Gluon backward (:mod:`encoders.ops.gluon_backward`).
 """
 
 from __future__ import annotations
@@ -575,250 +574,6 @@ if gluon is not None:
                    smem_dt, smem_dtu, smem_B, smem_B, smem_dt,
                    REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
 
-    @gluon.jit
-    def _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_base, rows_c, rows_b, ckpt_offs,
-                        chunk, l_c, l_b, d_mask_c, d_mask_s, length, HAS_Z: gl.constexpr,
-                        STATE: gl.constexpr, BLOCK_L: gl.constexpr):
-        """One chunk's raw tiles: u, delta, output gradient, z (BLOCK_L,
-        BLOCK_D), B, C (BLOCK_L, STATE) and the state entering it (STATE, BLOCK_D)."""
-        pos_c = chunk * BLOCK_L + l_c
-        mask = (pos_c < length)[:, None] & d_mask_c[None, :]
-        offs = rows_c[None, :] + pos_c[:, None]
-        u = gl.load(u_base + offs, mask=mask, other=0.0)
-        delta = gl.load(dt_base + offs, mask=mask, other=0.0)
-        g = gl.load(g_base + offs, mask=mask, other=0.0)
-        z = g
-        if HAS_Z:
-            z = gl.load(z_base + offs, mask=mask, other=0.0)
-        pos_b = chunk * BLOCK_L + l_b
-        offs_b = rows_b[None, :] + pos_b[:, None]
-        b_mask = (pos_b < length)[:, None]
-        Bc = gl.load(B_base + offs_b, mask=b_mask, other=0.0)
-        Cc = gl.load(C_base + offs_b, mask=b_mask, other=0.0)
-        h0 = gl.load(chunks_base + ckpt_offs + chunk * STATE, mask=d_mask_s[None, :], other=0.0)
-        return u, delta, g, z, Bc, Cc, h0
-
-    @gluon.jit
-    def _recompute_step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_h, smem_y, t: gl.constexpr,
-                        WITH_Y: gl.constexpr, LS: gl.constexpr):
-        """Backward, position t of the chunk: its state again (kept in smem_h) and, for the gate, y_t."""
-        dt_t = smem_dt.slice(t, 1, dim=0).load(LS)
-        h = gl.exp2(dt_t * A2) * h + smem_dtu.slice(t, 1, dim=0).load(LS) * B_cols.slice(t, 1, dim=1).load(LS)
-        smem_h.index(t).store(h)
-        if WITH_Y:
-            smem_y.slice(t, 1, dim=0).store(gl.sum(h * C_cols.slice(t, 1, dim=1).load(LS), axis=0)[None, :])
-        return h
-
-    @gluon.jit
-    def _adjoint_step(carry, dA_acc, A, A2, smem_dt, smem_dtu, smem_dy, B_cols, C_cols, smem_h, smem_lam,
-                      smem_lamB, smem_lamAh, t: gl.constexpr, LS: gl.constexpr):
-        """Backward, position t: lambda_t = C_t dy_t + carry (carry: the next
-        position's decay times its lambda). Keeps lambda_t (for dB) and the
-        per-channel sums over states that du and ddelta need; returns the
-        carry for the previous position and dA so far."""
-        dt_t = smem_dt.slice(t, 1, dim=0).load(LS)
-        B_t = B_cols.slice(t, 1, dim=1).load(LS)
-        lam = carry + C_cols.slice(t, 1, dim=1).load(LS) * smem_dy.slice(t, 1, dim=0).load(LS)
-        # decay_t * h_{t-1} = h_t - dt_t u_t B_t: no division by a decay that may underflow.
-        decayed = smem_h.index(t).load(LS) - smem_dtu.slice(t, 1, dim=0).load(LS) * B_t
-        lam_decayed = lam * decayed
-        smem_lamB.slice(t, 1, dim=0).store(gl.sum(lam * B_t, axis=0)[None, :])
-        smem_lamAh.slice(t, 1, dim=0).store(gl.sum(lam_decayed * A, axis=0)[None, :])
-        smem_lam.index(t).store(lam)
-        return gl.exp2(dt_t * A2) * lam, dA_acc + lam_decayed * dt_t
-
-    @gluon.jit
-    def _channel_sums(dB_ptr, dC_ptr, dBC_base, pos, length, smem_h, smem_lam, smem_dy, smem_dtu,
-                      t: gl.constexpr, LR: gl.constexpr):
-        """dC_t = sum over channels of h_t dy_t, dB_t = of lambda_t dt_t u_t,
-        with the channels in registers (LR); added to the float32 buffers."""
-        dC_t = gl.sum(smem_h.index(t).load(LR) * smem_dy.slice(t, 1, dim=0).load(LR), axis=1)
-        dB_t = gl.sum(smem_lam.index(t).load(LR) * smem_dtu.slice(t, 1, dim=0).load(LR), axis=1)
-        in_range = (dBC_base >= 0) & (pos < length)
-        gl.atomic_add(dC_ptr + dBC_base + pos, dC_t, mask=in_range)
-        gl.atomic_add(dB_ptr + dBC_base + pos, dB_t, mask=in_range)
-
-    @gluon.jit
-    def _backward_direction(
-        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, g_ptr, ybuf_ptr, chunks_ptr, seg_ptr,
-        du_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-        b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi, s_ub, s_dtb, s_Bb, s_Cb, s_zb, s_gb,
-        smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
-        REVERSE: gl.constexpr, Z_MODE: gl.constexpr, SPLIT: gl.constexpr, SOFTPLUS: gl.constexpr,
-        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
-        LR: gl.constexpr,
-    ):
-        """Gradients of one direction over chunks [chunk_lo, chunk_hi), walked
-        against scan order. Per chunk: re-scan its states from the saved
-        entering state (kept in shared memory), then the adjoint
-        lambda_t = C_t dy_t + exp(dt_{t+1} A) lambda_{t+1} back through it. Sums
-        over channels (dB, dC) are done after the chunk in the LR layout
-        (channels in registers) and added atomically, as are dA, dD, dbias.
-
-        Z_MODE: 0 no gate; 1 gate, stash this direction's y (float32) in ybuf
-        for the other direction; 2 gate, add the stashed y and write dz to
-        ybuf; 3 gate of a single direction: write dz to ybuf."""
-        n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
-        d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
-        d_mask_s = d_s < dim
-        A = gl.load(A_ptr + d_s[None, :] * STATE + n_s[:, None], mask=d_mask_s[None, :], other=0.0)
-        A2 = A * LOG2E
-        ckpt_offs = (b * dim + d_s[None, :]) * (n_chunks * STATE) + n_s[:, None]
-        l_c = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
-        d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
-        d_mask_c = d_c < dim
-        bias = gl.load(bias_ptr + d_c, mask=d_mask_c, other=0.0)
-        Dskip = gl.load(D_ptr + d_c, mask=d_mask_c, other=0.0)
-        rows_c = (d_c - d0) * length
-        u_base = u_ptr + b * s_ub + d0 * length
-        dt_base = dt_ptr + b * s_dtb + d0 * length
-        z_base = z_ptr + b * s_zb + d0 * length
-        g_base = g_ptr + b * s_gb + d0 * length
-        grad_base = (b * dim + d0) * length  # du, ddelta, ybuf: contiguous
-        l_b = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, LC))
-        rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
-        B_base = B_ptr + b * s_Bb
-        C_base = C_ptr + b * s_Cb
-        n_r = gl.arange(0, STATE, layout=gl.SliceLayout(1, LR))
-        dBC_base = b * STATE * length + n_r * length  # dB, dC: float32 (batch, STATE, length)
-        B_cols = smem_B.permute([1, 0])
-        C_cols = smem_C.permute([1, 0])
-
-        # The adjoint entering this segment: zero, or (split) the carry pass's
-        # lambda at the neighbouring position times that position's decay.
-        carry = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
-        if SPLIT:
-            if REVERSE:
-                pos_adj = chunk_lo * BLOCK_L - 1
-            else:
-                pos_adj = chunk_hi * BLOCK_L
-            if (pos_adj >= 0) & (pos_adj < length):
-                lam_in = gl.load(seg_ptr + ((b * dim + d_s[None, :]) * n_splits + split) * STATE + n_s[:, None],
-                                 mask=d_mask_s[None, :], other=0.0)
-                raw_adj = gl.load(dt_ptr + b * s_dtb + d_s * length + pos_adj, mask=d_mask_s, other=0.0)
-                raw_adj = raw_adj.to(gl.float32) + gl.convert_layout(bias, gl.SliceLayout(0, LS))
-                if SOFTPLUS:
-                    raw_adj = _softplus(raw_adj)
-                carry = gl.exp2(raw_adj[None, :] * A2) * lam_in
-
-        dA_acc = gl.zeros([STATE, BLOCK_D], gl.float32, LS)
-        dD_acc = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
-        dbias_acc = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
-        chunk = chunk_lo if REVERSE else chunk_hi - 1
-        loads = _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_ptr, rows_c, rows_b,
-                                ckpt_offs, chunk, l_c, l_b, d_mask_c, d_mask_s, length, Z_MODE != 0, STATE, BLOCK_L)
-        for _ in range(0, chunk_hi - chunk_lo):
-            u_raw, delta_raw, g_raw, z_raw, B_raw, C_raw, h = loads
-            following = gl.minimum(chunk + 1, chunk_hi - 1) if REVERSE else gl.maximum(chunk - 1, chunk_lo)
-            loads = _backward_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_ptr, rows_c, rows_b,
-                                    ckpt_offs, following, l_c, l_b, d_mask_c, d_mask_s, length, Z_MODE != 0,
-                                    STATE, BLOCK_L)
-            pos_c = chunk * BLOCK_L + l_c
-            mask = (pos_c < length)[:, None] & d_mask_c[None, :]
-            offs = rows_c[None, :] + pos_c[:, None]
-            if Z_MODE == 2:
-                y_other = gl.load(ybuf_ptr + grad_base + offs, mask=mask, other=0.0)
-            u = u_raw.to(gl.float32)
-            raw = delta_raw.to(gl.float32) + bias[None, :]
-            dt = gl.where(mask, _softplus(raw) if SOFTPLUS else raw, 0.0)
-            g = g_raw.to(gl.float32)
-            if Z_MODE == 0:
-                dy = g
-            else:
-                zf = z_raw.to(gl.float32)
-                sig = 1.0 / (1.0 + gl.exp(-zf))
-                dy = g * zf * sig
-            smem_dt.store(gl.convert_layout(dt, LD))
-            smem_dtu.store(gl.convert_layout(dt * u, LD))
-            smem_dy.store(gl.convert_layout(dy, LD))
-            smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
-            smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
-            for i in gl.static_range(BLOCK_L):  # the chunk's states, in scan order
-                if REVERSE:
-                    h = _recompute_step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_h, smem_y,
-                                        BLOCK_L - 1 - i, Z_MODE != 0, LS)
-                else:
-                    h = _recompute_step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_h, smem_y, i, Z_MODE != 0, LS)
-            for i in gl.static_range(BLOCK_L):  # the adjoint, against scan order
-                if REVERSE:
-                    carry, dA_acc = _adjoint_step(carry, dA_acc, A, A2, smem_dt, smem_dtu, smem_dy, B_cols, C_cols,
-                                                  smem_h, smem_lam, smem_lamB, smem_lamAh, i, LS)
-                else:
-                    carry, dA_acc = _adjoint_step(carry, dA_acc, A, A2, smem_dt, smem_dtu, smem_dy, B_cols, C_cols,
-                                                  smem_h, smem_lam, smem_lamB, smem_lamAh, BLOCK_L - 1 - i, LS)
-            for t in gl.static_range(BLOCK_L):  # sums over channels, added atomically
-                _channel_sums(dB_ptr, dC_ptr, dBC_base, chunk * BLOCK_L + t, length, smem_h, smem_lam, smem_dy,
-                              smem_dtu, t, LR)
-            lamB = gl.convert_layout(smem_lamB.load(LD), LC)
-            du = dt * lamB + Dskip[None, :] * dy
-            ddt = u * lamB + gl.convert_layout(smem_lamAh.load(LD), LC)
-            if SOFTPLUS:
-                ddt = ddt / (1.0 + gl.exp(-raw))
-            ddt = gl.where(mask, ddt, 0.0)
-            dD_acc += gl.sum(gl.where(mask, dy * u, 0.0), axis=0)
-            dbias_acc += gl.sum(ddt, axis=0)
-            gl.store(du_ptr + grad_base + offs, du.to(du_ptr.dtype.element_ty), mask=mask)
-            gl.store(ddt_ptr + grad_base + offs, ddt.to(ddt_ptr.dtype.element_ty), mask=mask)
-            if Z_MODE != 0:
-                y = gl.convert_layout(smem_y.load(LD), LC) + Dskip[None, :] * u
-                if Z_MODE == 1:
-                    gl.store(ybuf_ptr + grad_base + offs, y, mask=mask)
-                else:
-                    if Z_MODE == 2:
-                        y += y_other
-                    gl.store(ybuf_ptr + grad_base + offs, g * y * sig * (1.0 + zf * (1.0 - sig)), mask=mask)
-            chunk = following
-        gl.atomic_add(dA_ptr + d_s[None, :] * STATE + n_s[:, None], dA_acc, mask=d_mask_s[None, :])
-        gl.atomic_add(dD_ptr + d_c, dD_acc, mask=d_mask_c)
-        gl.atomic_add(dbias_ptr + d_c, dbias_acc, mask=d_mask_c)
-
-    @gluon.jit
-    def _gluon_scan_bwd_kernel(
-        u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f, seg_f, du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f,
-        u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b, seg_b, du_b, ddt_b, dA_b, dB_b, dC_b, dD_b, dbias_b,
-        z_ptr, g_ptr, ybuf_ptr, dim, length, n_chunks, chunks_per_split, n_splits,
-        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb,
-        BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr, SPLIT: gl.constexpr, SOFTPLUS: gl.constexpr,
-        STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
-        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr, LR: gl.constexpr,
-    ):
-        """Grid (batch, channel blocks, segments): both directions' gradients."""
-        smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_dy = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_y = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_lamB = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_lamAh = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
-        smem_C = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
-        # One (STATE, BLOCK_D) tile per position of the chunk (the leading dimension indexes them).
-        smem_h = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE, BLOCK_D], ROWS)
-        smem_lam = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE, BLOCK_D], ROWS)
-
-        b = gl.program_id(0).to(gl.int64)
-        d0 = gl.program_id(1) * BLOCK_D
-        split = gl.program_id(2)
-        chunk_lo = split * chunks_per_split
-        chunk_hi = gl.minimum(chunk_lo + chunks_per_split, n_chunks)
-        Z_FIRST: gl.constexpr = (1 if BIDIRECTIONAL else 3) if HAS_Z else 0
-        _backward_direction(
-            u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, g_ptr, ybuf_ptr, chunks_f, seg_f,
-            du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f,
-            b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, s_gb,
-            smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
-            False, Z_FIRST, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B, LR)
-        if BIDIRECTIONAL:
-            # The stashed forward-direction y is re-read element by element by
-            # the thread that wrote it (both directions use the layout LC).
-            _backward_direction(
-                u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, g_ptr, ybuf_ptr, chunks_b, seg_b,
-                du_b, ddt_b, dA_b, dB_b, dC_b, dD_b, dbias_b,
-                b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi,
-                s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb,
-                smem_dt, smem_dtu, smem_dy, smem_B, smem_C, smem_h, smem_lam, smem_y, smem_lamB, smem_lamAh,
-                True, 2 if HAS_Z else 0, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B, LR)
-
 
 def _rows_of_length(t: Tensor) -> Tensor:
     """``t`` (batch, rows, length) with row stride == length and unit stride
@@ -829,7 +584,7 @@ def _rows_of_length(t: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=None)  # built once per tile, not on every launch
-def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -> dict:
+def _kernel_layouts(config: GluonScanConfig, state: int) -> dict:
     """The layouts every kernel here is written against, as constexpr launch
     arguments (one place decides them):
 
@@ -839,8 +594,6 @@ def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -
       (lanes along positions).
     - LD, LD_B: the same tiles with lanes along a row, for writing and reading
       shared-memory rows without bank conflicts.
-    - LR (STATE, BLOCK_D) with the channels in registers, for sums over
-      channels (the backward's dB, dC), only with ``reduce``.
     - ROWS: row-major shared tiles, one row per position: a step reads one
       row (dt, dt*u: lanes along channels; B, C: every lane the same states,
       a broadcast).
@@ -857,8 +610,6 @@ def _kernel_layouts(config: GluonScanConfig, state: int, reduce: bool = False) -
         LD_B=gl.BlockedLayout([1, 1], [32 // state, state], [1, warps], [1, 0]),
         ROWS=gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
     )
-    if reduce:
-        layouts["LR"] = gl.BlockedLayout([1, 1], [state, 32 // state], [1, warps], [1, 0])
     return layouts
 
 
@@ -961,75 +712,3 @@ def gluon_scan_forward(
     kernel[grid](*args, END_STATES=False, **flags)
     saved = (ckpt_f, ckpt_b if bidirectional else None) if save_states else None
     return out, saved
-
-
-def gluon_scan_backward(
-    forward: ScanInputs,
-    backward: Optional[ScanInputs],
-    z: Optional[Tensor],
-    saved: tuple[Tensor, Optional[Tensor]],
-    grad_out: Tensor,
-    delta_softplus: bool = True,
-    checkpoint_positions: int = 64,
-    config: GluonScanConfig = DEFAULT_GLUON_CONFIG,
-) -> tuple[list[Tensor], Optional[list[Tensor]], Optional[Tensor]]:
-    """Gradients of the fused scan's output, from the states a forward saved
-    every ``checkpoint_positions`` positions; the contract of
-    :func:`encoders.ops.triton_scan.scan_backward`: returns ([du, ddelta, dA,
-    dB, dC, dD, ddelta_bias] forward, the same backward or None, dz or None)."""
-    if gluon is None:
-        raise RuntimeError("the Gluon scan needs Triton with Gluon (3.5 or later)")
-    f = _prepare(forward)
-    bidirectional = backward is not None
-    b = _prepare(backward) if bidirectional else f
-    u = f[0]
-    batch, dim, length = u.shape
-    state = f[2].shape[1]
-    if checkpoint_positions % config.block_l:
-        raise ValueError(f"gluon scan: checkpoint_positions={checkpoint_positions} is not a multiple of "
-                         f"block_l={config.block_l}")
-    grad_out = _rows_of_length(grad_out)
-    zt = _rows_of_length(z) if z is not None else u
-    f32 = dict(device=u.device, dtype=torch.float32)
-    n_chunks = _cdiv(length, config.block_l)
-    group_chunks = checkpoint_positions // config.block_l
-    n_slots = _cdiv(n_chunks, group_chunks)
-    block_d = config.block_d(state)
-    if saved[0].shape != (batch, dim, n_slots, state):
-        raise ValueError(f"gluon scan backward: saved states {tuple(saved[0].shape)} do not match "
-                         f"checkpoint_positions={checkpoint_positions} (expected {(batch, dim, n_slots, state)})")
-
-    def chunk_states(direction: ScanInputs, ckpt: Tensor, reverse: bool) -> Tensor:
-        chunks = torch.empty(batch, dim, n_chunks, state, **f32)
-        _gluon_restore_kernel[(batch, _cdiv(dim, block_d), n_slots)](
-            *direction, ckpt, chunks, dim, length, n_slots, n_chunks, *_batch_strides(direction),
-            REVERSE=reverse, SOFTPLUS=delta_softplus, GROUP_CHUNKS=group_chunks, STATE=state,
-            BLOCK_L=config.block_l, num_warps=config.num_warps, **_kernel_layouts(config, state))
-        return chunks
-
-    chunks_f = chunk_states(f, saved[0], False)
-    chunks_b = chunk_states(b, saved[1], True) if bidirectional else chunks_f
-
-    def grad_buffers(direction: ScanInputs) -> list[Tensor]:
-        return [torch.empty(batch, dim, length, device=u.device, dtype=direction[0].dtype),
-                torch.empty(batch, dim, length, device=u.device, dtype=direction[1].dtype),
-                torch.zeros(dim, state, **f32), torch.zeros(batch, state, length, **f32),
-                torch.zeros(batch, state, length, **f32), torch.zeros(dim, **f32), torch.zeros(dim, **f32)]
-
-    grads_f = grad_buffers(f)
-    grads_b = grad_buffers(b) if bidirectional else grads_f
-    ybuf = torch.empty(batch, dim, length, **f32) if z is not None else grads_f[0]
-    splits, chunks_per_split = triton_scan.split_layout(n_chunks, config.choose_splits(batch, dim, length, state))
-    # The first two launches of a split backward (segment adjoint ends, carry) are the Triton ones.
-    seg_f, seg_b = triton_scan._adjoint_segment_starts(
-        f, b, zt, grad_out, bidirectional, z is not None, delta_softplus, n_chunks, chunks_per_split, splits,
-        config.block_l, 8, {"num_warps": 1}, ybuf)
-    _gluon_scan_bwd_kernel[(batch, _cdiv(dim, block_d), splits)](
-        *f, chunks_f, seg_f, *grads_f, *b, chunks_b, seg_b, *grads_b, zt, grad_out, ybuf,
-        dim, length, n_chunks, chunks_per_split, splits,
-        *_batch_strides(f), *_batch_strides(b), zt.stride(0), grad_out.stride(0),
-        BIDIRECTIONAL=bidirectional, HAS_Z=z is not None, SPLIT=splits > 1, SOFTPLUS=delta_softplus,
-        STATE=state, BLOCK_L=config.block_l, **_kernel_layouts(config, state, reduce=True),
-        num_warps=config.num_warps)
-    return triton_scan._gradients_in_input_order(forward, backward, grads_f, grads_b if bidirectional else None,
-                                                 z, ybuf)

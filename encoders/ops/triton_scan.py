@@ -931,7 +931,8 @@ def scan_backward(
     ([du, ddelta, dA, dB, dC, dD, ddelta_bias] forward, the same backward or None, dz or None),
     each in its input's dtype."""
     if config.gluon_backward and forward[0].is_cuda:
-        from .gluon_scan import gluon_available, gluon_scan_backward  # imported here: it builds on this module
+        from .gluon_backward import gluon_scan_backward  # imported here: it builds on this module
+        from .gluon_scan import gluon_available
 
         if gluon_available():
             return gluon_scan_backward(forward, backward, z, saved, grad_out, delta_softplus,
