@@ -182,8 +182,8 @@ def gluon_sweep() -> None:
 
 
 #: (block_l, states_per_thread, num_warps, max_registers) of the Gluon backward.
-GLUON_BACKWARD_TILES = [(4, 8, 1, None), (4, 8, 1, 168), (4, 4, 1, None), (4, 4, 1, 128), (2, 8, 1, None),
-                        (8, 4, 1, None), (4, 8, 2, None)]
+GLUON_BACKWARD_TILES = [(8, 4, 1, None), (4, 8, 1, None), (4, 4, 1, None), (2, 8, 1, None), (8, 2, 1, None),
+                        (8, 4, 2, None), (16, 2, 1, None)]
 GLUON_BACKWARD_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 64, 4), (768, 8, 32))
 
 

@@ -62,10 +62,13 @@ class GluonBackwardConfig:
       (batch x channel blocks x directions) the sequence is cut into as many
       segments as fit in ``split_target`` programs (as the Triton backward's
       rule); ``splits`` fixes the count.
+
+    Defaults: the fastest tile of ``benchmarks/scan_speed.py
+    --gluon-backward-sweep`` on an H100 (docs/benchmarks.md).
     """
 
-    block_l: int = 4
-    states_per_thread: int = 8
+    block_l: int = 8
+    states_per_thread: int = 4
     num_warps: int = 1
     max_registers: Optional[int] = None
     splits: Optional[int] = None
@@ -367,20 +370,21 @@ if gluon is not None:
         split = gl.program_id(2) // directions
         chunk_lo = split * chunks_per_split
         chunk_hi = gl.minimum(chunk_lo + chunks_per_split, n_chunks)
-        if gl.program_id(2) % directions == 0:
-            _backward_direction(
-                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f, seg_f,
-                du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f, z_ptr, g_ptr, dz_ptr,
-                b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi,
-                s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, s_gb, smem,
-                False, HAS_Z, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, L3, LR, LC)
-        else:
+        # A constexpr test first: a one-direction scan has no second branch to compile.
+        if BIDIRECTIONAL and gl.program_id(2) % 2 == 1:
             _backward_direction(
                 u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, chunks_b, seg_b,
                 du_b, ddt_b, dA_b, dB_b, dC_b, dD_b, dbias_b, z_ptr, g_ptr, dz_ptr + gl.num_programs(0) * dim * length,
                 b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi,
                 s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_gb, smem,
                 True, HAS_Z, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, L3, LR, LC)
+        else:
+            _backward_direction(
+                u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, chunks_f, seg_f,
+                du_f, ddt_f, dA_f, dB_f, dC_f, dD_f, dbias_f, z_ptr, g_ptr, dz_ptr,
+                b, d0, split, dim, length, n_chunks, n_splits, chunk_lo, chunk_hi,
+                s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, s_gb, smem,
+                False, HAS_Z, SPLIT, SOFTPLUS, STATE, BLOCK_L, BLOCK_D, L3, LR, LC)
 
 
 @functools.lru_cache(maxsize=None)  # built once per tile, not on every launch

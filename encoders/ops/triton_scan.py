@@ -117,7 +117,7 @@ class TritonScanConfig:
     backward_split_target: int = 4224
     state_checkpoint_chunks: int = 16
     gluon_forward: bool = True
-    gluon_backward: bool = False
+    gluon_backward: bool = True
 
 
 DEFAULT_CONFIG = TritonScanConfig()
