@@ -198,7 +198,8 @@ def gluon_backward_sweep() -> None:
         fwd, bwd, z = problem(batch, dim, length)
         y, saved = gluon_scan_forward(fwd, bwd, z, True, checkpoint_positions=every)
         grad = torch.randn_like(y)
-        times = [cuda_time(lambda: scan_backward(fwd, bwd, z, saved, grad, True, DEFAULT_CONFIG), iters=5)]
+        triton_only = dataclasses.replace(DEFAULT_CONFIG, gluon_backward=False)
+        times = [cuda_time(lambda: scan_backward(fwd, bwd, z, saved, grad, True, triton_only), iters=5)]
         for tile in GLUON_BACKWARD_TILES:
             config = GluonBackwardConfig(*tile)
             try:

@@ -89,9 +89,12 @@ class TritonScanConfig:
     - gluon_forward: run the forward with the Gluon kernel
       (:mod:`encoders.ops.gluon_scan`, one thread per channel, measured
       faster) where Gluon is available; its states feed this backward.
-    - gluon_backward: run the backward with the Gluon kernels where Gluon is
-      available (from the states either forward saved).
-    - backward_*: the same for the backward kernels;
+    - gluon_backward: run the backward with the Gluon kernel where Gluon is
+      available (:mod:`encoders.ops.gluon_backward`, a chunk's positions in
+      each thread's registers, measured 1.65-2.27x faster than the Triton
+      backward below); from the states either forward saved.
+    - backward_*: the same for the Triton backward kernels (without Gluon, or
+      with gluon_backward False);
       backward_split_max_registers replaces backward_max_registers when the
       sequence is split (measured: then 16 programs per SM beat 12). The
       backward splits below ``backward_min_programs`` programs, into as many
@@ -127,13 +130,12 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
                           needs_grad: bool = True) -> bool:
     """Whether this project's scan is expected to beat mamba-ssm at this (batch, dim).
 
-    Measured on an H100 (docs/benchmarks.md). With the Gluon forward
-    (where Gluon is available): its forward 1.9-3.5x two mamba-ssm calls at
-    every VideoMamba-Ti and -S shape measured (8-64 frames, batch 4-32);
-    whole-encoder training steps (Gluon forward + Triton backward) about
-    level at Ti (0.90-1.09x across runs) and 1.03-1.14x at S, with 12 %
-    less peak memory; so always. Without it, the Triton kernels win only with
-    enough (batch x channel block) programs: the forward from
+    Measured on an H100 (docs/benchmarks.md). With the Gluon kernels (where
+    Gluon is available): forward 1.9-3.5x and backward 1.4-2.1x two mamba-ssm
+    calls at every VideoMamba-Ti and -S shape measured (8-64 frames, batch
+    4-32); whole-encoder training steps 1.08-1.16x at Ti and 1.28-1.62x at S,
+    with 13 % less peak memory; so always. Without it, the Triton kernels win
+    only with enough (batch x channel block) programs: the forward from
     ``min_programs``, the backward (1.0x) where it needs no split.
     """
     if config.gluon_forward:
