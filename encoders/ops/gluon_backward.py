@@ -40,11 +40,14 @@ import torch
 from torch import Tensor
 
 from . import triton_scan
-from .gluon_scan import GluonScanConfig, _kernel_layouts, gluon, gluon_available
+from .gluon_scan import GluonScanConfig, _batch_strides, _kernel_layouts, _prepare, _rows_of_length, gluon, gluon_available
 from .triton_scan import ScanInputs, _cdiv
 
 if gluon is not None:
     from triton.experimental.gluon import language as gl
+
+    from .gluon_scan import _softplus
+    from .triton_scan import _affine_combine, _keep_first
 
 
 @dataclass(frozen=True)
@@ -90,24 +93,6 @@ DEFAULT_BACKWARD_CONFIG = GluonBackwardConfig()
 if gluon is not None:
 
     LOG2E: gl.constexpr = gl.constexpr(1.4426950408889634)
-
-    @gluon.jit
-    def _affine_combine(a_left, b_left, a_right, b_right):
-        # Composition of x -> a_left*x + b_left followed by x -> a_right*x + b_right.
-        return a_left * a_right, b_left * a_right + b_right
-
-    @gluon.jit
-    def _keep_first(left, right):
-        return left
-
-    @gluon.jit
-    def _keep_last(left, right):
-        return right
-
-    @gluon.jit
-    def _softplus(x):
-        # PyTorch's softplus: linear above 20; log(1 + e^x) ~ e^x far below 0.
-        return gl.where(x > 20.0, x, gl.where(x < -15.0, gl.exp(x), gl.log(1.0 + gl.exp(x))))
 
     @gluon.jit
     def _at_position(l3, index: gl.constexpr, value, elsewhere):
@@ -414,27 +399,6 @@ def _backward_layouts(config: GluonBackwardConfig, state: int) -> dict:
         LC=gl.BlockedLayout([1, 1], [lanes_l, 32 // lanes_l], [1, warps], [0, 1]),
         ROWS=gl.SwizzledSharedLayout(1, 1, 1, [0, 1]),
     )
-
-
-def _rows_of_length(t: Tensor) -> Tensor:
-    """``t`` (batch, rows, length) with row stride == length and unit stride
-    along length (a copy only when it is not already so)."""
-    if t.stride(-1) == 1 and t.stride(-2) == t.shape[-1]:
-        return t
-    return t.contiguous()
-
-
-def _prepare(direction: ScanInputs) -> ScanInputs:
-    """Rows of stride length for u, delta, B, C; parameters (A, D, delta_bias) contiguous float32."""
-    u, delta, A, B, C, D, bias = direction
-    return (_rows_of_length(u), _rows_of_length(delta), A.float().contiguous(), _rows_of_length(B),
-            _rows_of_length(C), D.float().contiguous(), bias.float().contiguous())
-
-
-def _batch_strides(direction: ScanInputs) -> list[int]:
-    """Batch strides of u, delta, B, C (their row strides are the length)."""
-    u, delta, _, B, C, _, _ = direction
-    return [u.stride(0), delta.stride(0), B.stride(0), C.stride(0)]
 
 
 def gluon_scan_backward(
