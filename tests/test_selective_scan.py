@@ -487,3 +487,26 @@ def test_auto_backend_policy_on_cuda(monkeypatch):
     monkeypatch.setattr(gluon_scan, "gluon_available", lambda: False)
     monkeypatch.setattr(scan_module, "cuda_scan_available", lambda: False)     # no mamba-ssm installed
     assert resolve_scan_backend("auto", cuda, problem=(4, 384)) == "triton"
+
+
+def test_gluon_backward_rejects_unsupported_shapes_by_name():
+    """Bad shapes fail in the wrapper with the argument named, before any launch."""
+    from encoders.ops.gluon_backward import gluon_scan_backward
+
+    _skip_without_triton()
+    from encoders.ops.gluon_scan import gluon_available
+
+    if not gluon_available():
+        pytest.skip("this Triton has no Gluon")
+    inputs = random_scan_inputs(1, 8, 10, 12, seed=0)
+    direction = tuple(inputs[k] for k in DIRECTION_NAMES)
+    saved = (torch.zeros(1, 8, 1, 12), None)
+    with pytest.raises(ValueError, match="state size 12"):
+        gluon_scan_backward(direction, None, None, saved, inputs["u"])
+    inputs = random_scan_inputs(1, 8, 10, 16, seed=0)
+    direction = tuple(inputs[k] for k in DIRECTION_NAMES)
+    with pytest.raises(ValueError, match="checkpoint_positions=12"):
+        gluon_scan_backward(direction, None, None, (torch.zeros(1, 8, 1, 16), None), inputs["u"],
+                            checkpoint_positions=12)
+    with pytest.raises(ValueError, match="saved states"):
+        gluon_scan_backward(direction, None, None, (torch.zeros(1, 8, 3, 16), None), inputs["u"])

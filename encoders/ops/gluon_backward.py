@@ -40,7 +40,8 @@ import torch
 from torch import Tensor
 
 from . import triton_scan
-from .gluon_scan import GluonScanConfig, _batch_strides, _kernel_layouts, _prepare, _rows_of_length, gluon, gluon_available
+from .gluon_scan import (GluonScanConfig, _batch_strides, _kernel_layouts, _prepare_directions, _rows_of_length, gluon,
+                         gluon_available)
 from .triton_scan import ScanInputs, _cdiv
 
 if gluon is not None:
@@ -420,20 +421,13 @@ def gluon_scan_backward(
         raise RuntimeError("the Gluon scan needs Triton with Gluon (3.5 or later)")
     from .gluon_scan import _gluon_restore_kernel  # defined only where Gluon is
 
-    f = _prepare(forward)
+    f, b, (batch, dim, length, state) = _prepare_directions(forward, backward, config.states_per_thread,
+                                                            "gluon scan backward")
     bidirectional = backward is not None
-    b = _prepare(backward) if bidirectional else f
     u = f[0]
-    batch, dim, length = u.shape
-    state = f[2].shape[1]
-    if state & (state - 1) or state % config.states_per_thread or not 2 <= state <= 32:
-        raise ValueError(f"gluon scan backward: state size {state} must be a power of two in [2, 32] divisible by "
-                         f"states_per_thread={config.states_per_thread}")
     if checkpoint_positions % config.block_l:
         raise ValueError(f"gluon scan backward: checkpoint_positions={checkpoint_positions} is not a multiple of "
                          f"block_l={config.block_l}")
-    if batch * max(dim, state) * length >= 2**31:
-        raise ValueError("gluon scan backward: batch x dim x length must stay below 2**31 (int32 offsets)")
     n_chunks = _cdiv(length, config.block_l)
     group_chunks = checkpoint_positions // config.block_l
     n_slots = _cdiv(n_chunks, group_chunks)

@@ -638,6 +638,23 @@ def _prepare(direction: ScanInputs) -> ScanInputs:
             _rows_of_length(C), D.float().contiguous(), bias.float().contiguous())
 
 
+def _prepare_directions(forward: ScanInputs, backward: Optional[ScanInputs], states_per_thread: int,
+                        kernel: str) -> tuple[ScanInputs, ScanInputs, tuple[int, int, int, int]]:
+    """Both directions as the Gluon kernels read them (:func:`_prepare`; the
+    forward's stand in for a missing backward) and (batch, dim, length, state),
+    checked against what the kernels support (``kernel`` names them in errors)."""
+    f = _prepare(forward)
+    b = _prepare(backward) if backward is not None else f
+    batch, dim, length = f[0].shape
+    state = f[2].shape[1]
+    if state & (state - 1) or state % states_per_thread or not 2 <= state <= 32:
+        raise ValueError(f"{kernel}: state size {state} must be a power of two in [2, 32] divisible by "
+                         f"states_per_thread={states_per_thread}")
+    if batch * max(dim, state) * length >= 2**31:
+        raise ValueError(f"{kernel}: batch x dim x length must stay below 2**31 (int32 offsets)")
+    return f, b, (batch, dim, length, state)
+
+
 def _batch_strides(direction: ScanInputs) -> list[int]:
     """Batch strides of u, delta, B, C (their row strides are the length)."""
     u, delta, _, B, C, _, _ = direction
@@ -663,17 +680,9 @@ def gluon_scan_forward(
     if gluon is None:
         raise RuntimeError("the Gluon scan needs Triton with Gluon (3.5 or later)")
 
-    f = _prepare(forward)
+    f, b, (batch, dim, length, state) = _prepare_directions(forward, backward, config.states_per_thread, "gluon scan")
     bidirectional = backward is not None
-    b = _prepare(backward) if bidirectional else f
     u = f[0]
-    batch, dim, length = u.shape
-    state = f[2].shape[1]
-    if state & (state - 1) or state % config.states_per_thread or not 2 <= state <= 32:
-        raise ValueError(f"gluon scan: state size {state} must be a power of two in [2, 32] divisible by "
-                         f"states_per_thread={config.states_per_thread}")
-    if batch * max(dim, state) * length >= 2**31:
-        raise ValueError("gluon scan: batch x dim x length must stay below 2**31 (int32 offsets)")
     if checkpoint_positions is not None and checkpoint_positions % config.block_l:
         raise ValueError(f"gluon scan: checkpoint_positions={checkpoint_positions} is not a multiple of "
                          f"block_l={config.block_l}")
