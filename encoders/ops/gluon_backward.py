@@ -128,6 +128,16 @@ if gluon is not None:
         return chunk * BLOCK_L + l
 
     @gluon.jit
+    def _chunk_masks(chunk, l, d_mask, length, REVERSE: gl.constexpr, BLOCK_L: gl.constexpr):
+        """A chunk's positions in scan order, and the masks of its (BLOCK_L,
+        BLOCK_D) tiles at those positions and one step later in scan order.
+        Recomputed where needed: cheaper than keeping them in registers."""
+        pos = _positions(chunk, l, REVERSE, BLOCK_L)
+        mask = (pos < length)[:, None] & d_mask[None, :]
+        pos_next = pos + (-1 if REVERSE else 1)
+        return pos, mask, mask & ((pos_next >= 0) & (pos_next < length))[:, None]
+
+    @gluon.jit
     def _chunk_loads(u_base, dt_base, g_base, z_base, B_base, C_base, chunks_base, rows_c, rows_b, ckpt_offs,
                      chunk, l_c, d_mask_c, d_mask_s, length, HAS_Z: gl.constexpr, REVERSE: gl.constexpr,
                      STATE: gl.constexpr, BLOCK_L: gl.constexpr):
@@ -136,15 +146,11 @@ if gluon is not None:
         output gradient, z (BLOCK_L, BLOCK_D), B, C (BLOCK_L, STATE), and the
         state entering the chunk (STATE, BLOCK_D, float32). Row l is the
         chunk's l-th position in scan order."""
-        pos = _positions(chunk, l_c, REVERSE, BLOCK_L)
-        mask = (pos < length)[:, None] & d_mask_c[None, :]
+        pos, mask, next_mask = _chunk_masks(chunk, l_c, d_mask_c, length, REVERSE, BLOCK_L)
         offs = rows_c[None, :] + pos[:, None]
         u = gl.load(u_base + offs, mask=mask, other=0.0)
         delta = gl.load(dt_base + offs, mask=mask, other=0.0)
-        step: gl.constexpr = -1 if REVERSE else 1
-        pos_next = pos + step
-        next_mask = mask & ((pos_next >= 0) & (pos_next < length))[:, None]
-        delta_next = gl.load(dt_base + offs + step, mask=next_mask, other=0.0)
+        delta_next = gl.load(dt_base + offs + (-1 if REVERSE else 1), mask=next_mask, other=0.0)
         g = gl.load(g_base + offs, mask=mask, other=0.0)
         z = g
         if HAS_Z:
@@ -169,7 +175,8 @@ if gluon is not None:
                      LT: gl.constexpr, LB: gl.constexpr):
         """The per-(position, channel) factors, computed once per warp in the
         compact layout and handed to the chunk layout through shared memory
-        (``smem``: dt, dt one step later, u, dy, dz / y, ddelta / ddt, B, C).
+        (``smem``: dt, dt one step later, u, dy, dz per unit y, softplus' (the
+        ddelta factor), B, C).
         Returns them in LT ((BLOCK_L, BLOCK_D), a lane per state group) and B, C
         in LB ((BLOCK_L, STATE), every channel's lane the same)."""
         u_raw, delta_raw, next_raw, g_raw, z_raw, B_raw, C_raw, _ = loads
@@ -251,7 +258,6 @@ if gluon is not None:
         l_r = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(1, gl.SliceLayout(2, LR)))
         n_r = gl.arange(0, STATE, layout=gl.SliceLayout(0, gl.SliceLayout(2, LR)))
         dBC_base = b * STATE * length + n_r[None, :] * length  # dB, dC: float32 (batch, STATE, length)
-        STEP: gl.constexpr = -1 if REVERSE else 1  # to the next position in scan order
 
         # The adjoint state one step beyond this segment (against scan order):
         # zero at the sequence's end, else what the carry launches left.
@@ -268,9 +274,7 @@ if gluon is not None:
                              ckpt_offs, chunk, l_c, d_mask_c, d_mask_s, length, HAS_Z, REVERSE, STATE, BLOCK_L)
         for _ in range(0, chunk_hi - chunk_lo):
             h0 = loads[7]
-            pos_c = _positions(chunk, l_c, REVERSE, BLOCK_L)
-            mask_c = (pos_c < length)[:, None] & d_mask_c[None, :]
-            next_mask_c = mask_c & ((pos_c + STEP >= 0) & (pos_c + STEP < length))[:, None]
+            _, mask_c, next_mask_c = _chunk_masks(chunk, l_c, d_mask_c, length, REVERSE, BLOCK_L)
             dt, dt_next, u, dy, gate, dsoftplus, B_raw, C_raw = _stage_chunk(
                 loads, bias, mask_c, next_mask_c, smem, HAS_Z, SOFTPLUS, LT, LB)
             following = gl.minimum(chunk + 1, chunk_hi - 1) if REVERSE else gl.maximum(chunk - 1, chunk_lo)

@@ -56,7 +56,9 @@ def gluon_available() -> bool:
 
 @dataclass(frozen=True)
 class GluonScanConfig:
-    """Tiles and launch shape of the Gluon kernels (forward and backward).
+    """Tiles and launch shape of the Gluon forward (and of the restore launch
+    the Gluon backward runs; the backward's own tile is
+    :class:`encoders.ops.gluon_backward.GluonBackwardConfig`).
 
     - block_l: positions per chunk (staged in shared memory).
     - states_per_thread: STATE / this many lanes share a channel.
