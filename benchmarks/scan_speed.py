@@ -211,6 +211,49 @@ def gluon_backward_sweep() -> None:
         print(f"| {dim} | {frames} | {batch} | " + " | ".join(f"{t * 1e6:.0f}" for t in times) + " |", flush=True)
 
 
+#: Segment counts tried for the Gluon backward's default tile, and the long-clip shapes where its rule splits.
+GLUON_BACKWARD_SPLITS = (1, 2, 3, 4, 6, 8, 11, 16, 22)
+GLUON_BACKWARD_SPLIT_SHAPES = ((384, 16, 16), (384, 32, 8), (384, 64, 4), (768, 32, 8), (768, 64, 4))
+
+
+def kernel_times(call: Callable[[], object]) -> dict[str, float]:
+    """Device seconds per launch of each kernel ``call`` runs (one profiled call after a warm-up)."""
+    call()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    return {event.key: event.device_time_total * 1e-6 for event in prof.key_averages() if event.device_time_total > 0}
+
+
+def gluon_backward_split_sweep() -> None:
+    """The Gluon backward's default tile at every segment count, at the
+    shapes where its rule splits, and where the time goes (per kernel)."""
+    print("\n### Gluon backward segments (us; * the rule's choice)\n")
+    print("| dim | frames | batch | " + " | ".join(map(str, GLUON_BACKWARD_SPLITS)) + " |\n"
+          "|---|---|---|" + "---|" * len(GLUON_BACKWARD_SPLITS))
+    every = DEFAULT_CONFIG.block_l * DEFAULT_CONFIG.state_checkpoint_chunks
+    breakdowns = []
+    for dim, frames, batch in GLUON_BACKWARD_SHAPES[:1] + GLUON_BACKWARD_SPLIT_SHAPES:
+        length = 1 + 196 * frames
+        fwd, bwd, z = problem(batch, dim, length)
+        y, saved = gluon_scan_forward(fwd, bwd, z, True, checkpoint_positions=every)
+        grad = torch.randn_like(y)
+        chosen = GluonBackwardConfig().choose_splits(batch, dim, length, STATE, 2)
+        cells = []
+        for splits in GLUON_BACKWARD_SPLITS:
+            config = GluonBackwardConfig(splits=splits)
+            t = cuda_time(lambda: gluon_scan_backward(fwd, bwd, z, saved, grad, True, every, config), iters=5)
+            cells.append(f"{t * 1e6:.0f}" + ("*" if splits == chosen else ""))
+        print(f"| {dim} | {frames} | {batch} | " + " | ".join(cells) + " |", flush=True)
+        times = kernel_times(lambda: gluon_scan_backward(fwd, bwd, z, saved, grad, True, every))
+        breakdowns.append((dim, frames, batch, times))
+    print("\n### Gluon backward (default), device us per kernel\n")
+    for dim, frames, batch, times in breakdowns:
+        parts = ", ".join(f"{name[:40]} {t * 1e6:.0f}" for name, t in sorted(times.items(), key=lambda kv: -kv[1]))
+        print(f"- {dim} / {frames} frames / batch {batch}: total {sum(times.values()) * 1e6:.0f}: {parts}")
+
+
 def sweep() -> None:
     """Triton tiles and segment counts at Ti width, forward and backward, at
     8 frames batch 32 and 64 frames batch 4."""
@@ -267,7 +310,7 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="time Gluon and Triton tile sizes first")
     parser.add_argument("--gluon-sweep", action="store_true", help="time Gluon forward tile sizes first")
     parser.add_argument("--gluon-backward-sweep", action="store_true",
-                        help="time Gluon backward tiles against the Triton backward, then stop")
+                        help="time Gluon backward tiles against the Triton backward and its segment counts, then stop")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("scan_speed.py needs a CUDA device")
@@ -279,6 +322,7 @@ def main() -> None:
           f"exp2-only kernel {exp_peak / 1e12:.2f} T exp2/s; Triton config {DEFAULT_CONFIG}")
     if args.gluon_backward_sweep:
         gluon_backward_sweep()
+        gluon_backward_split_sweep()
         return
     if args.sweep:
         sweep()

@@ -443,6 +443,21 @@ def test_backward_split_rule(batch, dim, frames, expected):
     assert (splits - 1) * chunks_per_split < n_chunks <= splits * chunks_per_split
 
 
+@pytest.mark.parametrize("batch,dim,frames,expected", [
+    (32, 384, 8, 1),    # Ti, 8 frames: 3072 programs (8 channels, one direction each)
+    (8, 384, 32, 1),    # 768 programs: measured 1.30x faster unsplit
+    (4, 768, 64, 1),
+    (4, 384, 64, 11),   # 384 programs: measured 1.09x faster split
+    (2, 384, 64, 22),
+])
+def test_gluon_backward_split_rule(batch, dim, frames, expected):
+    """The Gluon backward's segments at the measured shapes (docs/benchmarks.md,
+    "The Gluon backward")."""
+    from encoders.ops.gluon_backward import DEFAULT_BACKWARD_CONFIG
+
+    assert DEFAULT_BACKWARD_CONFIG.choose_splits(batch, dim, 1 + 196 * frames, 16, directions=2) == expected
+
+
 def test_gluon_forward_splits_fewer_programs_side_by_side():
     """Programs with a warp per direction split only below parallel_min_programs."""
     from encoders.ops.gluon_scan import GluonScanConfig

@@ -26,8 +26,9 @@ because Triton's own layout choice spreads a chunk's positions over lanes):
 Per chunk the entering state comes from a restore launch
 (:func:`encoders.ops.gluon_scan._gluon_restore_kernel`) that re-scans, in
 parallel over checkpoint groups, from the forward's checkpoints. Long clips at
-small batch split the sequence into segments whose entering adjoint states
-come from the Triton carry launches, as in the Triton backward.
+small batch (below 512 programs) split the sequence into segments whose
+entering adjoint states come from the Triton carry launches, as in the Triton
+backward.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ class GluonBackwardConfig:
     - max_registers: per-thread register cap given to ptxas (None: its choice).
     - splits / min_programs / split_target: below ``min_programs`` programs
       (batch x channel blocks x directions) the sequence is cut into as many
-      segments as fit in ``split_target`` programs (as the Triton backward's
-      rule); ``splits`` fixes the count.
+      segments as fit in ``split_target`` programs; ``splits`` fixes the
+      count. A split costs a Triton pass over the sequence for the segments'
+      adjoint states (about 0.8 ms at Ti 32-64 frames): measured, it pays at
+      384 programs (1.09x) and loses at 768 (1.30-1.33x slower).
 
-    Defaults: the fastest tile of ``benchmarks/scan_speed.py
-    --gluon-backward-sweep`` on an H100 (docs/benchmarks.md).
+    Defaults: the fastest tile and split threshold of
+    ``benchmarks/scan_speed.py --gluon-backward-sweep`` on an H100
+    (docs/benchmarks.md).
     """
 
     block_l: int = 8
@@ -76,7 +80,7 @@ class GluonBackwardConfig:
     num_warps: int = 1
     max_registers: Optional[int] = None
     splits: Optional[int] = None
-    min_programs: int = 1536
+    min_programs: int = 512
     split_target: int = 4224
 
     def block_d(self, state: int) -> int:
