@@ -181,10 +181,12 @@ def gluon_sweep() -> None:
                   f"{min_programs} | {splits} | {result} |", flush=True)
 
 
-#: (block_l, states_per_thread, num_warps, max_registers) of the Gluon backward.
-GLUON_BACKWARD_TILES = [(8, 4, 1, None), (4, 8, 1, None), (4, 4, 1, None), (2, 8, 1, None), (8, 2, 1, None),
-                        (8, 4, 2, None), (16, 2, 1, None)]
-GLUON_BACKWARD_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 64, 4), (768, 8, 32))
+#: (block_l, states_per_thread, num_warps, max_registers) of the Gluon backward; states_per_thread None is the
+#: default rule (4, or 2 with few programs).
+GLUON_BACKWARD_TILES = [(8, None, 1, None), (8, 4, 1, None), (8, 2, 1, None), (8, 4, 1, 200), (4, 8, 1, None),
+                        (4, 4, 1, None), (8, 4, 2, None)]
+GLUON_BACKWARD_SHAPES = ((384, 8, 32), (384, 16, 16), (384, 32, 8), (384, 64, 4), (768, 8, 32), (768, 16, 16),
+                         (768, 32, 8), (768, 64, 4))
 
 
 def gluon_backward_sweep() -> None:
@@ -239,7 +241,7 @@ def gluon_backward_split_sweep() -> None:
         fwd, bwd, z = problem(batch, dim, length)
         y, saved = gluon_scan_forward(fwd, bwd, z, True, checkpoint_positions=every)
         grad = torch.randn_like(y)
-        chosen = GluonBackwardConfig().choose_splits(batch, dim, length, STATE, 2)
+        chosen = GluonBackwardConfig().for_problem(batch, dim, STATE, 2).choose_splits(batch, dim, length, STATE, 2)
         cells = []
         for splits in GLUON_BACKWARD_SPLITS:
             config = GluonBackwardConfig(splits=splits)

@@ -250,7 +250,11 @@ GLUON_COMPILE_CASES = {
     "backward, split": ("_gluon_scan_bwd_kernel", dict(BIDIRECTIONAL=True, HAS_Z=True, SPLIT=True, SOFTPLUS=True)),
     "backward, one direction, no gate": ("_gluon_scan_bwd_kernel", dict(
         BIDIRECTIONAL=False, HAS_Z=False, SPLIT=False, SOFTPLUS=False)),
+    "backward, few programs (2 states a thread)": ("_gluon_scan_bwd_kernel", dict(
+        BIDIRECTIONAL=True, HAS_Z=True, SPLIT=False, SOFTPLUS=True)),
 }
+#: (batch, channels) each backward compile case is resolved for: Ti 8 frames, or few programs.
+GLUON_BACKWARD_PROBLEMS = {"backward, few programs (2 states a thread)": (4, 384)}
 #: Integer (not pointer) arguments of the Gluon kernels; float32 pointers by name prefix.
 GLUON_INT_ARGS = {"dim", "length", "n_chunks", "n_slots", "n_splits", "chunks_per_split"}
 GLUON_FLOAT32_POINTERS = ("A_", "D_", "bias", "ckpt", "seg", "dtsum", "chunks", "dA", "dB", "dC", "dD", "dbias", "ybuf",
@@ -275,7 +279,8 @@ def test_gluon_kernels_compile_for_hopper_without_spills(case, tmp_path):
     name, flags = GLUON_COMPILE_CASES[case]
     parallel = name == "_gluon_scan_fwd_parallel_kernel"
     if name == "_gluon_scan_bwd_kernel":
-        config = gluon_backward.DEFAULT_BACKWARD_CONFIG
+        batch, dim = GLUON_BACKWARD_PROBLEMS.get(case, (32, 384))
+        config = gluon_backward.DEFAULT_BACKWARD_CONFIG.for_problem(batch, dim, 16, directions=2)
         kernel = gluon_backward._gluon_scan_bwd_kernel
         layouts = gluon_backward._backward_layouts(config, 16)
     else:
@@ -326,7 +331,7 @@ def test_gluon_forward_saves_the_states_the_triton_forward_saves():
 
 #: (block_l, states_per_thread, num_warps) of the Gluon backward: positions per thread 2 to 8, lanes
 #: per channel 2 to 8, one and two warps.
-GLUON_BACKWARD_TILES = [(4, 8, 1), (2, 8, 1), (8, 4, 1), (4, 4, 2), (4, 2, 1)]
+GLUON_BACKWARD_TILES = [(4, 8, 1), (2, 8, 1), (8, 4, 1), (8, 2, 1), (4, 4, 2), (4, 2, 1)]
 
 
 @pytest.mark.gpu
@@ -443,19 +448,27 @@ def test_backward_split_rule(batch, dim, frames, expected):
     assert (splits - 1) * chunks_per_split < n_chunks <= splits * chunks_per_split
 
 
-@pytest.mark.parametrize("batch,dim,frames,expected", [
-    (32, 384, 8, 1),    # Ti, 8 frames: 3072 programs (8 channels, one direction each)
-    (8, 384, 32, 1),    # 768 programs: measured 1.30x faster unsplit
-    (4, 768, 64, 1),
-    (4, 384, 64, 11),   # 384 programs: measured 1.09x faster split
-    (2, 384, 64, 22),
+@pytest.mark.parametrize("batch,dim,frames,states_per_thread,expected", [
+    (32, 384, 8, 4, 1),    # Ti, 8 frames: 3072 programs of 8 channels (one direction each)
+    (32, 768, 8, 4, 1),
+    (16, 768, 16, 4, 1),   # 3072 programs
+    (16, 384, 16, 2, 1),   # 1536 programs of 8 channels, a mostly empty second wave: 4 channels
+    (8, 768, 32, 2, 1),
+    (8, 384, 32, 4, 1),    # 768 programs, one wave: 8 channels, unsplit
+    (4, 768, 64, 4, 1),
+    (4, 384, 64, 2, 1),    # 384 programs of 8 channels would split: 768 of 4 instead
+    (2, 384, 64, 2, 11),   # 384 programs of 4 channels: split (1.09x faster at 384 programs)
 ])
-def test_gluon_backward_split_rule(batch, dim, frames, expected):
-    """The Gluon backward's segments at the measured shapes (docs/benchmarks.md,
-    "The Gluon backward")."""
-    from encoders.ops.gluon_backward import DEFAULT_BACKWARD_CONFIG
+def test_gluon_backward_tile_and_split_rule(batch, dim, frames, states_per_thread, expected):
+    """The Gluon backward's tile and segments at the measured shapes
+    (docs/benchmarks.md, "The Gluon backward"); a fixed tile is kept."""
+    from encoders.ops.gluon_backward import DEFAULT_BACKWARD_CONFIG, GluonBackwardConfig
 
-    assert DEFAULT_BACKWARD_CONFIG.choose_splits(batch, dim, 1 + 196 * frames, 16, directions=2) == expected
+    config = DEFAULT_BACKWARD_CONFIG.for_problem(batch, dim, 16, directions=2)
+    assert config.states_per_thread == states_per_thread
+    assert config.choose_splits(batch, dim, 1 + 196 * frames, 16, directions=2) == expected
+    fixed = GluonBackwardConfig(states_per_thread=8)
+    assert fixed.for_problem(batch, dim, 16, directions=2) is fixed
 
 
 def test_gluon_forward_splits_fewer_programs_side_by_side():

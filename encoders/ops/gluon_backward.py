@@ -33,6 +33,7 @@ backward.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Optional
@@ -59,7 +60,13 @@ class GluonBackwardConfig:
     - block_l: positions per chunk (held in each thread's registers; a
       divisor of the forward's checkpoint spacing).
     - states_per_thread: states of one channel a thread owns;
-      ``STATE // states_per_thread`` lanes share a channel.
+      ``STATE // states_per_thread`` lanes share a channel. None: decided
+      per problem (:meth:`for_problem`): 4, or 2 (more lanes per channel,
+      twice the programs) where 4 would either need a split or leave a
+      second wave of programs mostly empty.
+    - resident_programs: one-warp programs of the 4-state tile resident at
+      once (8 per SM at its 252 registers, on an H100's 132 SMs), the wave
+      size :meth:`for_problem` counts in.
     - num_warps: warps per program; a program owns
       ``32 * num_warps * states_per_thread / STATE`` channels of one direction.
     - max_registers: per-thread register cap given to ptxas (None: its choice).
@@ -76,15 +83,34 @@ class GluonBackwardConfig:
     """
 
     block_l: int = 8
-    states_per_thread: int = 4
+    states_per_thread: Optional[int] = None
     num_warps: int = 1
     max_registers: Optional[int] = None
     splits: Optional[int] = None
     min_programs: int = 512
     split_target: int = 4224
+    resident_programs: int = 1056
 
     def block_d(self, state: int) -> int:
+        if self.states_per_thread is None:
+            raise ValueError("GluonBackwardConfig.block_d needs states_per_thread; resolve it with for_problem")
         return 32 // (state // self.states_per_thread) * self.num_warps
+
+    def for_problem(self, batch: int, dim: int, state: int, directions: int) -> GluonBackwardConfig:
+        """This config with ``states_per_thread`` decided for the problem (a
+        fixed one is kept). Measured on an H100 (docs/benchmarks.md): 2 states
+        a thread where 4 would split the sequence (384 programs: 1.15x) or run
+        a second, mostly empty wave (1536 programs: 1.09-1.13x); else 4 (768
+        programs, one wave: 1.38x; 3072 and more: 1.07-1.10x)."""
+        if self.states_per_thread is not None:
+            return self
+        four = dataclasses.replace(self, states_per_thread=min(4, state))
+        programs = batch * _cdiv(dim, four.block_d(state)) * directions
+        would_split = programs < self.min_programs
+        partial_second_wave = self.resident_programs < programs <= 2 * self.resident_programs
+        if would_split or partial_second_wave:
+            return dataclasses.replace(self, states_per_thread=min(2, state))
+        return four
 
     def choose_splits(self, batch: int, dim: int, length: int, state: int, directions: int) -> int:
         programs = batch * _cdiv(dim, self.block_d(state)) * directions
@@ -429,9 +455,12 @@ def gluon_scan_backward(
         raise RuntimeError("the Gluon scan needs Triton with Gluon (3.5 or later)")
     from .gluon_scan import _gluon_restore_kernel  # defined only where Gluon is
 
+    bidirectional = backward is not None
+    directions = 2 if bidirectional else 1
+    batch, dim, _ = forward[0].shape
+    config = config.for_problem(batch, dim, forward[2].shape[1], directions)
     f, b, (batch, dim, length, state) = _prepare_directions(forward, backward, config.states_per_thread,
                                                             "gluon scan backward")
-    bidirectional = backward is not None
     u = f[0]
     if checkpoint_positions % config.block_l:
         raise ValueError(f"gluon scan backward: checkpoint_positions={checkpoint_positions} is not a multiple of "
@@ -447,7 +476,7 @@ def gluon_scan_backward(
     f32 = dict(device=u.device, dtype=torch.float32)
     block_d = config.block_d(state)
     # The restore launch re-scans like the forward, in the forward's tile at this chunk length.
-    restore_config = GluonScanConfig(block_l=config.block_l, states_per_thread=config.states_per_thread)
+    restore_config = GluonScanConfig(block_l=config.block_l)
     restore_block_d = restore_config.block_d(state)
 
     def chunk_states(direction: ScanInputs, ckpt: Tensor, reverse: bool) -> Tensor:
@@ -469,7 +498,6 @@ def gluon_scan_backward(
 
     grads_f = grad_buffers(f)
     grads_b = grad_buffers(b) if bidirectional else grads_f
-    directions = 2 if bidirectional else 1
     dz_shares = torch.empty(directions, batch, dim, length, **f32) if z is not None else grads_f[0]
     splits, chunks_per_split = triton_scan.split_layout(
         n_chunks, config.choose_splits(batch, dim, length, state, directions))
