@@ -91,7 +91,7 @@ class TritonScanConfig:
       faster) where Gluon is available; its states feed this backward.
     - gluon_backward: run the backward with the Gluon kernel where Gluon is
       available (:mod:`encoders.ops.gluon_backward`, a chunk's positions in
-      each thread's registers, measured 1.70-2.22x faster than the Triton
+      each thread's registers, measured 1.88-2.24x faster than the Triton
       backward below); from the states either forward saved.
     - backward_*: the same for the Triton backward kernels (without Gluon, or
       with gluon_backward False);
@@ -131,11 +131,12 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
     """Whether this project's scan is expected to beat mamba-ssm at this (batch, dim).
 
     Measured on an H100 (docs/benchmarks.md). With the Gluon kernels (where
-    Gluon is available): forward 1.9-3.5x and backward 1.47-2.14x two mamba-ssm
+    Gluon is available): forward 1.9-3.5x and backward 1.64-2.12x two mamba-ssm
     calls at every VideoMamba-Ti and -S shape measured (8-64 frames, batch
-    4-32); whole-encoder training steps 1.08-1.39x at Ti (two runs) and
-    1.28-1.62x at S, with 13 % less peak memory; so always. Without it, the Triton kernels win
-    only with enough (batch x channel block) programs: the forward from
+    4-32); whole-encoder training steps 1.08-1.39x at Ti (three runs) and
+    1.28-1.62x at S, with 13 % less peak memory; so always. Without it, the
+    Triton kernels win only with enough (batch x channel block) programs: the
+    forward from
     ``min_programs``, the backward (1.0x) where it needs no split.
     """
     if config.gluon_forward:
