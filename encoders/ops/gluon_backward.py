@@ -49,7 +49,7 @@ from .triton_scan import ScanInputs, _cdiv
 if gluon is not None:
     from triton.experimental.gluon import language as gl
 
-    from .gluon_scan import _softplus
+    from .gluon_scan import _sigmoid, _softplus
     from .triton_scan import _affine_combine, _keep_first
 
 
@@ -219,13 +219,13 @@ if gluon is not None:
         s_u.store(u_raw.to(gl.float32))
         if HAS_Z:
             zf = z_raw.to(gl.float32)
-            sig = 1.0 / (1.0 + gl.exp(-zf))
+            sig = _sigmoid(zf)
             s_dy.store(g * zf * sig)
             s_gate.store(g * sig * (1.0 + zf * (1.0 - sig)))  # d(y silu(z)) / dz times g, per unit y
         else:
             s_dy.store(g)
         if SOFTPLUS:
-            s_dsoftplus.store(1.0 / (1.0 + gl.exp(-raw)))  # softplus' = sigmoid
+            s_dsoftplus.store(_sigmoid(raw))  # softplus' = sigmoid
         s_B.store(B_raw.to(gl.float32))
         s_C.store(C_raw.to(gl.float32))
         gate = s_dy.load(LT)

@@ -107,10 +107,42 @@ if gluon is not None:
     # either, the directions run one after the other (no cross-warp exchange).
     _program_barrier = getattr(gl, "barrier", None) or getattr(gl, "thread_barrier", None)
 
+    LN2: gl.constexpr = gl.constexpr(0.6931471805599453)
+
+    # exp2, log2 and 1/x on the special-function unit, flushing denormals. The
+    # plain ``gl.exp`` / ``gl.log`` / division add range fix-ups (and ``log`` a
+    # 12-FMA polynomial) around every call: in the forward's chunk loop they
+    # were about a tenth of all instructions (ptxas SASS).
+    @gluon.jit
+    def _exp2_approx(x):
+        """2**x within 2 ulp; results below 2**-126 are 0."""
+        return gl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
+                                         is_pure=True, pack=1)
+
+    @gluon.jit
+    def _log2_approx(x):
+        """log2(x), absolute error about 2**-22 (so use it away from x = 1)."""
+        return gl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
+                                         is_pure=True, pack=1)
+
+    @gluon.jit
+    def _reciprocal_approx(x):
+        """1 / x within 1 ulp (1 / inf = 0)."""
+        return gl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
+                                         is_pure=True, pack=1)
+
+    @gluon.jit
+    def _sigmoid(x):
+        return _reciprocal_approx(1.0 + _exp2_approx(x * -LOG2E))
+
     @gluon.jit
     def _softplus(x):
-        # PyTorch's softplus: linear above 20; log(1 + e^x) ~ e^x far below 0.
-        return gl.where(x > 20.0, x, gl.where(x < -15.0, gl.exp(x), gl.log(1.0 + gl.exp(x))))
+        """PyTorch's softplus, log(1 + e^x), linear above 20. Where e^x < 1/32,
+        four terms of log1p's series (relative error below 2e-7 there) stand in
+        for log2(1 + e^x), whose absolute error would be large next to the result."""
+        e = _exp2_approx(x * LOG2E)
+        small = e * (1.0 - e * (0.5 - e * (0.3333333333 - e * 0.25)))
+        return gl.where(x > 20.0, x, gl.where(e < 0.03125, small, LN2 * _log2_approx(1.0 + e)))
 
     @gluon.jit
     def _chunk_loads(u_base, dt_base, B_base, C_base, rows_c, rows_b, pos_c, pos_b, d_mask_c, length):
@@ -165,7 +197,7 @@ if gluon is not None:
 
     @gluon.jit
     def _stage_chunk(loads, bias, mask, smem_dt, smem_dtu, smem_B, smem_C, SOFTPLUS: gl.constexpr,
-                     WITH_C: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr):
+                     WITH_C: gl.constexpr):
         """Put a chunk's loaded tiles where its steps read them: dt =
         softplus(delta + bias) (0 at masked positions: decay 1, no input), dt*u,
         B and (WITH_C) C, float32, in shared memory. Returns u as float32 (for
@@ -177,11 +209,11 @@ if gluon is not None:
             raw = _softplus(raw)
         dt = gl.where(mask, raw, 0.0)
         dt_sum = gl.sum(dt, axis=0)
-        smem_dt.store(gl.convert_layout(dt, LD))
-        smem_dtu.store(gl.convert_layout(dt * u, LD))
-        smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
+        smem_dt.store(dt)
+        smem_dtu.store(dt * u)
+        smem_B.store(B_raw.to(gl.float32))
         if WITH_C:
-            smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
+            smem_C.store(C_raw.to(gl.float32))
         return u, dt_sum
 
     @gluon.jit
@@ -212,7 +244,7 @@ if gluon is not None:
     @gluon.jit
     def _gated(y, z_raw):
         zf = z_raw.to(gl.float32)
-        return y * zf / (1.0 + gl.exp(-zf))
+        return y * zf * _sigmoid(zf)
 
     @gluon.jit
     def _direction(
@@ -222,17 +254,17 @@ if gluon is not None:
         REVERSE: gl.constexpr, WRITE_OUT: gl.constexpr, ACCUMULATE: gl.constexpr, GATE: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr,
     ):
         """One direction over chunks [chunk_lo, chunk_hi) in scan order from
         state ``h`` (STATE, BLOCK_D); writes ``out`` if WRITE_OUT (added onto
         what ``out`` holds if ACCUMULATE, gated if GATE). Returns (final state,
         sum of dt per channel).
 
-        Layouts: LS (STATE, BLOCK_D) the state; LC (BLOCK_L, BLOCK_D) coalesced
-        global tiles (lanes along positions); LD the same tiles with lanes
-        along channels, for shared-memory rows. B and C are (BLOCK_L, STATE)
-        tiles, loaded in LC and stored in LD_B. SAVE_STATES: the state entering every
+        Layouts: LS (STATE, BLOCK_D) the state; LC (BLOCK_L, BLOCK_D) and
+        (BLOCK_L, STATE) coalesced global tiles (lanes along positions), also
+        stored as they are into the padded shared rows (:func:`_padded_rows`).
+        SAVE_STATES: the state entering every
         CKPT_CHUNKS-th chunk's group (in scan order) goes to ``ckpt_ptr``,
         (batch, dim, n_slots, STATE) float32, as the Triton backward reads it."""
         A2, bias, Dskip, u_base, dt_base, B_base, C_base = _direction_inputs(
@@ -267,7 +299,7 @@ if gluon is not None:
             if SAVE_STATES:
                 _save_state(ckpt_ptr, ckpt_offs, h, chunk, n_chunks, d_s < dim, REVERSE, CKPT_CHUNKS, STATE)
             u, chunk_dt_sum = _stage_chunk(current, bias, mask, smem_dt, smem_dtu, smem_B, smem_C, SOFTPLUS,
-                                           WRITE_OUT, LD, LD_B)
+                                           WRITE_OUT)
             dt_sum += chunk_dt_sum
             for i in gl.static_range(BLOCK_L):
                 if REVERSE:
@@ -275,7 +307,7 @@ if gluon is not None:
                 else:
                     h = _step(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, i, WRITE_OUT, LS)
             if WRITE_OUT:
-                y = gl.convert_layout(smem_y.load(LD), LC) + Dskip[None, :] * u
+                y = smem_y.load(LC) + Dskip[None, :] * u
                 if ACCUMULATE:
                     y += acc_raw.to(gl.float32)
                 if GATE:
@@ -320,7 +352,7 @@ if gluon is not None:
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, HAS_Z: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
-        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
+        ROWS: gl.constexpr, ROWS_N: gl.constexpr,
     ):
         """:func:`_gluon_scan_fwd_kernel` (bidirectional) with the two
         directions on different warps of one program, in parallel: every
@@ -374,8 +406,8 @@ if gluon is not None:
         smem_dt = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, BLOCK_D], ROWS)
         smem_dtu = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, BLOCK_D], ROWS)
         smem_y = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, BLOCK_D], ROWS)
-        smem_B = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, STATE], ROWS)
-        smem_C = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, STATE], ROWS)
+        smem_B = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, STATE], ROWS_N)
+        smem_C = gl.allocate_shared_memory(gl.float32, [2, BLOCK_L, STATE], ROWS_N)
         B_cols = smem_B.permute([0, 2, 1])  # (2, STATE, BLOCK_L): a step reads one column
         C_cols = smem_C.permute([0, 2, 1])
         dt_sum = gl.zeros([2, BLOCK_D], gl.float32, gl.SliceLayout(1, LC))
@@ -414,15 +446,15 @@ if gluon is not None:
                 raw = _softplus(raw)
             dt = gl.where(mask, raw, 0.0)  # masked positions: decay 1, no input
             dt_sum += gl.sum(dt, axis=1)
-            smem_dt.store(gl.convert_layout(dt, LD))
-            smem_dtu.store(gl.convert_layout(dt * u, LD))
-            smem_B.store(gl.convert_layout(B_raw.to(gl.float32), LD_B))
+            smem_dt.store(dt)
+            smem_dtu.store(dt * u)
+            smem_B.store(B_raw.to(gl.float32))
             if WRITE_OUT:
-                smem_C.store(gl.convert_layout(C_raw.to(gl.float32), LD_B))
+                smem_C.store(C_raw.to(gl.float32))
             for i in gl.static_range(BLOCK_L):
                 h = _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, i, WRITE_OUT, LS)
             if WRITE_OUT:
-                y = gl.convert_layout(smem_y.load(LD), LC) + Dskip * u + part.to(gl.float32)
+                y = smem_y.load(LC) + Dskip * u + part.to(gl.float32)
                 keep = mask
                 if chunk_f == chunk_b:
                     # Both directions on one chunk: the backward warp's part
@@ -449,12 +481,13 @@ if gluon is not None:
                      mask=(d_t < dim) & feeds_t)
 
     @gluon.jit
-    def _chunk_tiles(STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, ROWS: gl.constexpr):
+    def _chunk_tiles(STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, ROWS: gl.constexpr,
+                     ROWS_N: gl.constexpr):
         """One direction's shared tiles of a chunk: (dt, dt*u, B, C, y), float32."""
         return (gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS),
                 gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS),
-                gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS),
-                gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS),
+                gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS_N),
+                gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS_N),
                 gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS))
 
     @gluon.jit
@@ -465,7 +498,7 @@ if gluon is not None:
         REVERSE: gl.constexpr, END_STATES: gl.constexpr, ACCUMULATE: gl.constexpr, GATE: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr,
-        LS: gl.constexpr, LC: gl.constexpr, LD: gl.constexpr, LD_B: gl.constexpr,
+        LS: gl.constexpr, LC: gl.constexpr,
     ):
         """One direction's part of a segment. END_STATES: its end state from a
         zero start and its summed dt, into ``seg_ptr`` / ``dtsum_ptr``, unless
@@ -479,7 +512,7 @@ if gluon is not None:
                     b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
                     dt_smem, dtu_smem, B_smem, C_smem, y_smem,
                     REVERSE, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
-                    LS, LC, LD, LD_B)
+                    LS, LC)
                 d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
                 gl.store(seg_ptr + seg_offs, h, mask=(d_s < dim)[None, :])
                 d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
@@ -490,7 +523,7 @@ if gluon is not None:
                 b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
                 dt_smem, dtu_smem, B_smem, C_smem, y_smem,
                 REVERSE, True, ACCUMULATE, GATE, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
-                LS, LC, LD, LD_B)
+                LS, LC)
 
     @gluon.jit
     def _gluon_scan_fwd_kernel(
@@ -502,7 +535,7 @@ if gluon is not None:
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
-        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
+        ROWS: gl.constexpr, ROWS_N: gl.constexpr,
     ):
         """Grid (batch, channel blocks, segments). END_STATES: each segment's
         end state from a zero start and its summed dt, into ``seg_*`` /
@@ -528,14 +561,14 @@ if gluon is not None:
             h_f = gl.load(seg_f + seg_offs, mask=seg_mask, other=0.0)
             if BIDIRECTIONAL:
                 h_b = gl.load(seg_b + seg_offs, mask=seg_mask, other=0.0)
-        tiles_f = _chunk_tiles(STATE, BLOCK_L, BLOCK_D, ROWS)
+        tiles_f = _chunk_tiles(STATE, BLOCK_L, BLOCK_D, ROWS, ROWS_N)
         # The forward direction's output is ungated unless it is the only one.
         _direction_segment(
             u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
             b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, h_f,
             chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
             False, END_STATES, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-            STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+            STATE, BLOCK_L, BLOCK_D, LS, LC)
         if BIDIRECTIONAL:
             # Accumulates onto the forward direction's output, element by
             # element in the thread that wrote it (both use the layout LC).
@@ -544,7 +577,7 @@ if gluon is not None:
                 b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, h_b,
                 chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
                 True, END_STATES, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
-                STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+                STATE, BLOCK_L, BLOCK_D, LS, LC)
 
     @gluon.jit
     def _gluon_restore_kernel(
@@ -552,7 +585,7 @@ if gluon is not None:
         dim, length, n_slots, n_chunks, s_ub, s_dtb, s_Bb, s_Cb,
         REVERSE: gl.constexpr, SOFTPLUS: gl.constexpr, GROUP_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
-        LD: gl.constexpr, LD_B: gl.constexpr, ROWS: gl.constexpr,
+        ROWS: gl.constexpr, ROWS_N: gl.constexpr,
     ):
         """Grid (batch, channel blocks, checkpoint groups), one direction: the
         state entering every chunk (``chunks_ptr``, (batch, dim, n_chunks,
@@ -560,7 +593,7 @@ if gluon is not None:
         GROUP_CHUNKS chunks (``ckpt_ptr``); groups are independent."""
         smem_dt = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
         smem_dtu = gl.allocate_shared_memory(gl.float32, [BLOCK_L, BLOCK_D], ROWS)
-        smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS)
+        smem_B = gl.allocate_shared_memory(gl.float32, [BLOCK_L, STATE], ROWS_N)
         b = gl.program_id(0).to(gl.int64)
         d0 = gl.program_id(1) * BLOCK_D
         group = gl.program_id(2)
@@ -574,7 +607,7 @@ if gluon is not None:
                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, 0, n_chunks, h0,
                    chunk_lo, gl.minimum(chunk_lo + GROUP_CHUNKS, n_chunks),
                    smem_dt, smem_dtu, smem_B, smem_B, smem_dt,
-                   REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC, LD, LD_B)
+                   REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC)
 
 
 def _rows_of_length(t: Tensor) -> Tensor:
@@ -585,6 +618,22 @@ def _rows_of_length(t: Tensor) -> Tensor:
     return t.contiguous()
 
 
+#: Words of padding after each shared row (keeps rows 16-byte aligned for vector reads).
+_ROW_PADDING = 4
+
+
+def _padded_rows(shape: list[int]) -> "gl.PaddedSharedLayout":
+    """Row-major shared tiles of ``shape`` (rows along the second-last axis),
+    each row followed by :data:`_ROW_PADDING` words. A coalesced tile (lanes
+    along positions) is stored straight into them: 8 lanes write 8 rows of
+    one column, and unpadded 16-word rows would put every other row in the
+    same banks (a 4-way conflict). Storing through a lanes-along-rows layout
+    instead cost a layout conversion, itself a shared-memory round trip with
+    a barrier, per tile and chunk."""
+    order = list(range(len(shape) - 1, -1, -1))
+    return gl.PaddedSharedLayout.with_identity_for([[shape[-1], _ROW_PADDING]], shape, order)
+
+
 @functools.lru_cache(maxsize=None)  # built once per tile, not on every launch
 def _kernel_layouts(config: GluonScanConfig, state: int) -> dict:
     """The layouts every kernel here is written against, as constexpr launch
@@ -593,26 +642,24 @@ def _kernel_layouts(config: GluonScanConfig, state: int) -> dict:
     - LS (STATE, BLOCK_D): the state; a thread holds ``states_per_thread``
       states of one channel, ``state // states_per_thread`` lanes share it.
     - LC (BLOCK_L, BLOCK_D) and (BLOCK_L, STATE): global tiles, coalesced
-      (lanes along positions).
-    - LD, LD_B: the same tiles with lanes along a row, for writing and reading
-      shared-memory rows without bank conflicts.
-    - ROWS: row-major shared tiles, one row per position: a step reads one
-      row (dt, dt*u: lanes along channels; B, C: every lane the same states,
-      a broadcast).
+      (lanes along positions), stored as they are into shared rows.
+    - ROWS (BLOCK_L, BLOCK_D), ROWS_N (BLOCK_L, STATE): padded row-major
+      shared tiles, one row per position (:func:`_padded_rows`): a step
+      reads one row (dt, dt*u: lanes along channels; B, C: every lane the
+      same states, a broadcast).
     """
     warps = config.num_warps
     lanes_n = state // config.states_per_thread
     lanes_d = 32 // lanes_n
     lanes_l = min(32, config.block_l)
-    layouts = dict(
-        BLOCK_D=config.block_d(state),
+    block_d = config.block_d(state)
+    return dict(
+        BLOCK_D=block_d,
         LS=gl.BlockedLayout([config.states_per_thread, 1], [lanes_n, lanes_d], [1, warps], [0, 1]),
         LC=gl.BlockedLayout([1, 1], [lanes_l, 32 // lanes_l], [1, warps], [0, 1]),
-        LD=gl.BlockedLayout([1, 1], [lanes_n, lanes_d], [1, warps], [1, 0]),
-        LD_B=gl.BlockedLayout([1, 1], [32 // state, state], [1, warps], [1, 0]),
-        ROWS=gl.SwizzledSharedLayout(1, 1, 1, [1, 0]),
+        ROWS=_padded_rows([config.block_l, block_d]),
+        ROWS_N=_padded_rows([config.block_l, state]),
     )
-    return layouts
 
 
 @functools.lru_cache(maxsize=None)
@@ -623,13 +670,13 @@ def _parallel_layouts(config: GluonScanConfig, state: int) -> dict:
     lanes_n = state // config.states_per_thread
     lanes_d = 32 // lanes_n
     lanes_l = min(32, config.block_l)
+    block_d = config.block_d(state)
     return dict(
-        BLOCK_D=config.block_d(state),
+        BLOCK_D=block_d,
         LS=gl.BlockedLayout([1, config.states_per_thread, 1], [1, lanes_n, lanes_d], [2, 1, warps], [1, 2, 0]),
         LC=gl.BlockedLayout([1, 1, 1], [1, lanes_l, 32 // lanes_l], [2, 1, warps], [1, 2, 0]),
-        LD=gl.BlockedLayout([1, 1, 1], [1, lanes_n, lanes_d], [2, 1, warps], [2, 1, 0]),
-        LD_B=gl.BlockedLayout([1, 1, 1], [1, 32 // state, state], [2, 1, warps], [2, 1, 0]),
-        ROWS=gl.SwizzledSharedLayout(1, 1, 1, [2, 1, 0]),
+        ROWS=_padded_rows([2, config.block_l, block_d]),
+        ROWS_N=_padded_rows([2, config.block_l, state]),
     )
 
 
