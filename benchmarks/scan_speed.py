@@ -8,15 +8,16 @@ What one bidirectional mixer needs per layer, timed side by side in one process:
   * ours     : ``bidirectional_selective_scan_triton`` with its defaults - both
                directions in one launch, backward direction by index
                arithmetic, shared gate z, summed output; the forward is the
-               Gluon kernel, the backward (autograd) the Triton one;
-  * Triton kernels only: the same with the Triton forward kernel;
+               Gluon kernel, so is the backward (autograd);
+  * Triton kernels only: the same with the Triton (not Gluon) forward and backward;
   * mamba-ssm: two ``selective_scan_fn`` calls plus the flips of the backward
                inputs (u, delta, B, C, z) and of its output, and the sum - what
                the unfused mixer does ("x2 + flips"); and the two calls alone on
                pre-flipped inputs ("x2");
   * torch    : the same with the pure-PyTorch scan (small shapes only).
 "fwd" is the forward pass alone (inference); "bwd" the backward alone (autograd
-of a recorded forward, retain_graph, cotangent fixed).
+of a recorded forward, retain_graph, cotangent fixed). Each time is the median
+of ``--rounds`` rounds that take every variant in turn.
 
 Bounds. bytes: the unavoidable forward traffic (read u, delta of both directions,
 z, B and C of both directions; write y) over the time, against the device's
@@ -29,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import logging
+import statistics
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -132,6 +135,20 @@ def two_scans_call(scan: Callable, fwd, bwd, z, flips: bool) -> Callable[[], tor
         return y + scan(ub, db, Ab, Bb, Cb, Db, zb, biasb, True)
 
     return call
+
+
+def median_times(timers: dict[str, Optional[Callable[[], float]]], rounds: int,
+                 once: tuple[str, ...] = ("torch",)) -> dict[str, float]:
+    """Median seconds per name over ``rounds`` rounds; each round times every
+    name once, in turn, so clock drift during a run hits all of them alike.
+    Names in ``once`` (slow references) are timed in the first round only;
+    a missing timer gives NaN."""
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    for round_index in range(rounds):
+        for name, timer in timers.items():
+            if timer is not None and (round_index == 0 or name not in once):
+                samples[name].append(timer())
+    return {name: statistics.median(values) if values else float("nan") for name, values in samples.items()}
 
 
 def backward_time(call: Callable[[], torch.Tensor], inputs: list[torch.Tensor], iters: int = 10) -> float:
@@ -309,6 +326,8 @@ def main() -> None:
                         help="batch = this / (frames * 196): 32 clips at 8 frames")
     parser.add_argument("--torch-max-frames", type=int, default=8)
     parser.add_argument("--no-backward", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="each time in the table is the median of this many rounds (the PyTorch scan: one)")
     parser.add_argument("--sweep", action="store_true", help="time Gluon and Triton tile sizes first")
     parser.add_argument("--gluon-sweep", action="store_true", help="time Gluon forward tile sizes first")
     parser.add_argument("--gluon-backward-sweep", action="store_true",
@@ -354,14 +373,16 @@ def main() -> None:
                           if frames <= args.torch_max_frames else None),
             }
             with torch.no_grad():
-                fwd_times = {name: (cuda_time(call, **({"warmup": 1, "iters": 2} if name == "torch" else {}))
-                                    if call else nan) for name, call in calls.items()}
+                fwd_times = median_times(
+                    {name: (functools.partial(cuda_time, call, **({"warmup": 1, "iters": 2} if name == "torch" else {}))
+                            if call else None) for name, call in calls.items()}, args.rounds)
             bytes_moved = 2 * batch * length * (2 * dim * 2 + dim + dim + 2 * 2 * STATE)
             exps = 2 * batch * dim * STATE * length
             rows = [("fwd", fwd_times)]
             if grad:
-                bwd_times = {name: (backward_time(call, inputs, iters=2 if name == "torch" else 10) if call else nan)
-                             for name, call in calls.items()}
+                bwd_times = median_times(
+                    {name: (functools.partial(backward_time, call, inputs, iters=2 if name == "torch" else 10)
+                            if call else None) for name, call in calls.items()}, args.rounds)
                 rows.append(("bwd", bwd_times))
             for label, times in rows:
                 t = times["triton"]
