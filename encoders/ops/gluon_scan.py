@@ -429,12 +429,6 @@ if gluon is not None:
             offs = rows_c + pos
             second_visit = chunk_f > chunk_b
             completes = chunk_f >= chunk_b
-            if WRITE_OUT:
-                # The other warp's parts stored in earlier turns are visible after this barrier.
-                _program_barrier()
-                part = gl.load(out_base + offs, mask=mask & second_visit, other=0.0)
-                if HAS_Z:
-                    z_raw = gl.load(z_base + offs, mask=mask & completes, other=0.0)
             if SAVE_STATES:
                 first_f = chunk_f % CKPT_CHUNKS == 0
                 first_b = ((chunk_b + 1) % CKPT_CHUNKS == 0) | (chunk_b == n_chunks - 1)
@@ -451,6 +445,13 @@ if gluon is not None:
             smem_B.store(B_raw.to(gl.float32))
             if WRITE_OUT:
                 smem_C.store(C_raw.to(gl.float32))
+                # One barrier for two needs: the staged tiles are visible to
+                # the steps, and so are the other warp's parts of y that it
+                # stored in earlier turns (their loads wait through the steps).
+                _program_barrier()
+                part = gl.load(out_base + offs, mask=mask & second_visit, other=0.0)
+                if HAS_Z:
+                    z_raw = gl.load(z_base + offs, mask=mask & completes, other=0.0)
             for i in gl.static_range(BLOCK_L):
                 h = _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, i, WRITE_OUT, LS)
             if WRITE_OUT:
