@@ -328,19 +328,25 @@ if gluon is not None:
                 gl.load(C_base + rows_n + pos, mask=in_range, other=0.0))
 
     @gluon.jit
-    def _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, t: gl.constexpr, WRITE_OUT: gl.constexpr,
-                   LS: gl.constexpr):
-        """:func:`_step` with a leading direction axis: row t of both
-        directions' staged chunks (the backward direction's rows are staged in
-        reverse, so its scan order is row order too)."""
+    def _step_pair(h, A2, smem_dt, smem_dtu, B_cols, t: gl.constexpr, LS: gl.constexpr):
+        """The state update of :func:`_step` with a leading direction axis: row
+        t of both directions' staged chunks (the backward direction's rows are
+        staged in reverse, so its scan order is row order too)."""
         dt_t = smem_dt.slice(t, 1, dim=1).load(LS)  # (2, 1, BLOCK_D)
         dtu_t = smem_dtu.slice(t, 1, dim=1).load(LS)
         B_t = B_cols.slice(t, 1, dim=2).load(LS)  # (2, STATE, 1)
-        h = gl.exp2(dt_t * A2) * h + dtu_t * B_t
-        if WRITE_OUT:
-            C_t = C_cols.slice(t, 1, dim=2).load(LS)
-            smem_y.slice(t, 1, dim=1).store(gl.sum(h * C_t, axis=1)[:, None, :])
-        return h
+        return gl.exp2(dt_t * A2) * h + dtu_t * B_t
+
+    @gluon.jit
+    def _read_out_pair(h, C_cols, y_rows, l_y, t: gl.constexpr, LS: gl.constexpr, LY: gl.constexpr):
+        """``y_rows`` (2, BLOCK_L, BLOCK_D) in LY with row t set to C_t . h.
+        The rows stay in registers (LY keeps positions in registers, so the
+        select folds away) until the chunk's last step: storing each row to
+        shared memory as it came made older Triton (3.6) put a barrier
+        between every two steps."""
+        C_t = C_cols.slice(t, 1, dim=2).load(LS)
+        y_t = gl.convert_layout(gl.sum(h * C_t, axis=1), gl.SliceLayout(1, LY), assert_trivial=True)
+        return gl.where(l_y == t, y_t[:, None, :], y_rows)
 
     @gluon.jit
     def _gluon_scan_fwd_parallel_kernel(
@@ -352,7 +358,7 @@ if gluon is not None:
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, HAS_Z: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
-        ROWS: gl.constexpr, ROWS_N: gl.constexpr,
+        ROWS: gl.constexpr, ROWS_N: gl.constexpr, LY: gl.constexpr,
     ):
         """:func:`_gluon_scan_fwd_kernel` (bidirectional) with the two
         directions on different warps of one program, in parallel: every
@@ -385,6 +391,8 @@ if gluon is not None:
         n_c = gl.arange(0, STATE, layout=gl.SliceLayout(0, gl.SliceLayout(1, LC)))[None, None, :]
         forward_c = dir_c == 0
         d_mask_c = d_c < dim
+        # ... and a chunk's rows of y, positions in registers, in LY.
+        l_y = gl.arange(0, BLOCK_L, layout=gl.SliceLayout(0, gl.SliceLayout(2, LY)))[None, :, None]
 
         A2 = gl.load(gl.where(forward_s, A_f, A_b) + d_s * STATE + n_s, mask=d_mask_s, other=0.0) * LOG2E
         bias = gl.load(gl.where(forward_c, bias_f, bias_b) + d_c, mask=d_mask_c, other=0.0)
@@ -452,9 +460,13 @@ if gluon is not None:
                 part = gl.load(out_base + offs, mask=mask & second_visit, other=0.0)
                 if HAS_Z:
                     z_raw = gl.load(z_base + offs, mask=mask & completes, other=0.0)
+            y_rows = gl.zeros([2, BLOCK_L, BLOCK_D], gl.float32, LY)
             for i in gl.static_range(BLOCK_L):
-                h = _step_pair(h, A2, smem_dt, smem_dtu, B_cols, C_cols, smem_y, i, WRITE_OUT, LS)
+                h = _step_pair(h, A2, smem_dt, smem_dtu, B_cols, i, LS)
+                if WRITE_OUT:
+                    y_rows = _read_out_pair(h, C_cols, y_rows, l_y, i, LS, LY)
             if WRITE_OUT:
+                smem_y.store(y_rows)
                 y = smem_y.load(LC) + Dskip * u + part.to(gl.float32)
                 keep = mask
                 if chunk_f == chunk_b:
@@ -678,6 +690,7 @@ def _parallel_layouts(config: GluonScanConfig, state: int) -> dict:
         LC=gl.BlockedLayout([1, 1, 1], [1, lanes_l, 32 // lanes_l], [2, 1, warps], [1, 2, 0]),
         ROWS=_padded_rows([2, config.block_l, block_d]),
         ROWS_N=_padded_rows([2, config.block_l, state]),
+        LY=gl.BlockedLayout([1, config.block_l, 1], [1, lanes_n, lanes_d], [2, 1, warps], [1, 2, 0]),
     )
 
 
