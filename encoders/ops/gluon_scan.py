@@ -14,9 +14,11 @@ dialect, compiled at run time like Triton, no CUDA build):
   for the drive, the recurrence FMA and the read-out FMA.
 - Per chunk of ``block_l`` positions, u / delta / z are loaded coalesced (lanes
   along positions). Softplus and dt*u are computed once per (position,
-  channel) and staged in shared memory with B and C (float32); each step reads
-  one row (a broadcast for B and C). The chunk's outputs go back through shared
-  memory and leave coalesced, gated.
+  channel) on the special-function unit and staged in shared memory with B and
+  C (float32), stored as loaded into padded rows; each step reads one row (a
+  broadcast for B and C). The chunk's outputs go back through shared memory
+  and leave coalesced, gated (side by side, they stay in registers through the
+  steps and are stored once per chunk).
 - The next chunk's global loads are issued before this chunk's arithmetic.
 - Both directions run in one program, side by side on two warps (turn k
   scans the forward direction's chunk k and the backward direction's chunk
@@ -26,7 +28,7 @@ dialect, compiled at run time like Triton, no CUDA build):
   Long sequences at small batch are split into segments (three launches).
 
 The forward is what ``bidirectional_selective_scan_triton`` runs by default
-(measured 1.9-3.5x two mamba-ssm calls, docs/benchmarks.md). The restore
+(measured 2.2-4.3x two mamba-ssm calls, docs/benchmarks.md). The restore
 launch here (states entering every chunk, re-scanned from the forward's
 checkpoints) serves the Gluon backward (:mod:`encoders.ops.gluon_backward`).
 """
