@@ -2,7 +2,7 @@
 
     python benchmarks/encoder_speed.py                       # GPU: Ti and S, 8-64 frames
     python benchmarks/encoder_speed.py --device cpu          # CPU: 8 frames, batch 1
-    python benchmarks/encoder_speed.py --profile             # + kernel profile of Ti, 8 frames
+    python benchmarks/encoder_speed.py --profile             # + kernel profile of Ti (first --frames, default 8)
 
 Every model runs in the same process on the same inputs. Inference is bf16 (weights cast,
 CUDA) under ``torch.inference_mode``; the training step is bf16 autocast with fp32 weights,
@@ -159,12 +159,15 @@ def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, de
 
 
 def profile_videomamba(device: torch.device, args: argparse.Namespace) -> str:
-    """Top CUDA kernels of a VideoMamba-Ti bf16 inference call (8 frames, batch 32)."""
+    """Top CUDA kernels of a VideoMamba-Ti bf16 inference call at the first of
+    ``--frames`` (default 8) and its inference batch (``--clips-per-batch`` / frames)."""
     from torch.profiler import ProfilerActivity, profile
 
+    frames = args.frames[0] if args.frames else 8
+    batch = max(1, args.clips_per_batch // frames)
     model = create_video_encoder("videomamba_tiny", scan_backend=args.scan_backends[0]).to(device).eval()
     model = model.to(torch.bfloat16)
-    video = torch.randn(32, 3, 8, args.img_size, args.img_size, device=device, dtype=torch.bfloat16)
+    video = torch.randn(batch, 3, frames, args.img_size, args.img_size, device=device, dtype=torch.bfloat16)
     with torch.inference_mode():
         for _ in range(3):
             model(video)
@@ -233,7 +236,9 @@ def main() -> None:
         print(f"| {row.model} | {row.mode} | {row.frames} | {row.batch} | {row.clips_per_s:.1f} | "
               f"{row.spread:.0%} | {row.peak_gib:.2f} | {ratio:.2f}x | {row.note} |")
     if args.profile and device.type == "cuda":
-        print(f"\nVideoMamba-Ti bf16 inference, 8 frames, batch 32, 5 calls, scan backend {args.scan_backends[0]}:\n")
+        frames = frames_list[0]
+        print(f"\nVideoMamba-Ti bf16 inference, {frames} frames, batch {max(1, args.clips_per_batch // frames)}, "
+              f"5 calls, scan backend {args.scan_backends[0]}:\n")
         print(profile_videomamba(device, args))
 
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..ops.rms_norm import add_rms_norm, rms_norm
 from .bimamba import TokenLayout
 
 
@@ -25,9 +26,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).to(self.weight.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class DropPath(nn.Module):
@@ -65,7 +64,8 @@ class MambaBlock(nn.Module):
     def forward(
         self, hidden: Tensor, residual: Optional[Tensor], layout: Optional[TokenLayout] = None
     ) -> tuple[Tensor, Tensor]:
-        residual = hidden if residual is None else residual + self.drop_path(hidden)
-        residual = residual.float()
-        hidden = self.norm(residual)
-        return self.mixer(hidden, layout), residual
+        if residual is not None:
+            hidden = self.drop_path(hidden)
+        # One fused pass in inference (encoders.ops.rms_norm); PyTorch ops under autograd.
+        normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps)
+        return self.mixer(normed, layout), residual
