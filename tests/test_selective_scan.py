@@ -231,6 +231,28 @@ def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, sof
     assert error <= 1e-4
 
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("parallel", [False, True])
+def test_gluon_forward_reads_a_strided_gate_in_place(parallel):
+    """z as the mixer passes it (a view into the in_proj output: channel
+    stride batch x length) gives exactly the output of a contiguous copy."""
+    from encoders.ops.gluon_scan import GluonScanConfig, gluon_scan_forward
+
+    _skip_without_gluon()
+    batch, dim, length = 3, 40, 1001
+    fwd = random_scan_inputs(batch, dim, length, 16, seed=5, dtype=torch.bfloat16, device="cuda")
+    bwd = random_scan_inputs(batch, dim, length, 16, seed=6, dtype=torch.bfloat16, device="cuda")
+    directions = [tuple(inputs[k].float() if k in ("A", "D", "delta_bias") else inputs[k]
+                        for k in DIRECTION_NAMES) for inputs in (fwd, bwd)]
+    xz = torch.randn(2 * dim, batch, length, device="cuda", dtype=torch.bfloat16).transpose(0, 1)
+    z = xz[:, dim:]  # (batch, dim, length), strides (length, batch * length, 1)
+    assert z.stride(1) == batch * length
+    config = GluonScanConfig(parallel_directions=parallel)
+    strided, _ = gluon_scan_forward(directions[0], directions[1], z, True, config)
+    copied, _ = gluon_scan_forward(directions[0], directions[1], z.contiguous(), True, config)
+    assert torch.equal(strided, copied)
+
 #: Compile-only cases: (kernel name, its constexpr arguments).
 GLUON_COMPILE_CASES = {
     "forward, split, saving states": ("_gluon_scan_fwd_kernel", dict(

@@ -180,13 +180,14 @@ if gluon is not None:
                 B_ptr + b * s_Bb, C_ptr + b * s_Cb)
 
     @gluon.jit
-    def _program_tile(z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE: gl.constexpr,
+    def _program_tile(z_ptr, out_ptr, b, d0, dim, length, s_zb, s_zd, n_slots, STATE: gl.constexpr,
                       BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr):
         """Offsets of a program's channels [d0, d0 + BLOCK_D) of batch b (the
         same for either direction): channels in LS (d_s), state checkpoint offsets
         (STATE, BLOCK_D), chunk positions and the channel mask in LC, row
         offsets of (batch, dim, length) and (batch, STATE, length) tiles, and
-        the base pointers of z and out."""
+        the base pointers of z and out, and z's row offsets (its channel
+        stride is ``s_zd``: z may be a view into the in_proj output)."""
         n_s = gl.arange(0, STATE, layout=gl.SliceLayout(1, LS))
         d_s = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LS))
         ckpt_offs = (b * dim + d_s[None, :]) * (n_slots * STATE) + n_s[:, None]
@@ -194,8 +195,8 @@ if gluon is not None:
         d_c = d0 + gl.arange(0, BLOCK_D, layout=gl.SliceLayout(0, LC))
         rows_c = (d_c - d0) * length
         rows_b = gl.arange(0, STATE, layout=gl.SliceLayout(0, LC)) * length
-        return (d_s, ckpt_offs, l_c, d_c < dim, rows_c, rows_b, z_ptr + b * s_zb + d0 * length,
-                out_ptr + (b * dim + d0) * length)
+        return (d_s, ckpt_offs, l_c, d_c < dim, rows_c, rows_b, z_ptr + b * s_zb + d0 * s_zd,
+                out_ptr + (b * dim + d0) * length, (d_c - d0) * s_zd)
 
     @gluon.jit
     def _stage_chunk(loads, bias, mask, smem_dt, smem_dtu, smem_B, smem_C, SOFTPLUS: gl.constexpr,
@@ -251,7 +252,7 @@ if gluon is not None:
     @gluon.jit
     def _direction(
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
-        b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h, chunk_lo, chunk_hi,
+        b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, s_zd, n_slots, h, chunk_lo, chunk_hi,
         smem_dt, smem_dtu, smem_B, smem_C, smem_y,
         REVERSE: gl.constexpr, WRITE_OUT: gl.constexpr, ACCUMULATE: gl.constexpr, GATE: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
@@ -272,8 +273,8 @@ if gluon is not None:
         A2, bias, Dskip, u_base, dt_base, B_base, C_base = _direction_inputs(
             u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb,
             STATE, BLOCK_D, LS, LC)
-        d_s, ckpt_offs, l_c, d_mask_c, rows_c, rows_b, z_base, out_base = _program_tile(
-            z_ptr, out_ptr, b, d0, dim, length, s_zb, n_slots, STATE, BLOCK_L, BLOCK_D, LS, LC)
+        d_s, ckpt_offs, l_c, d_mask_c, rows_c, rows_b, z_base, out_base, rows_z = _program_tile(
+            z_ptr, out_ptr, b, d0, dim, length, s_zb, s_zd, n_slots, STATE, BLOCK_L, BLOCK_D, LS, LC)
         B_cols = smem_B.permute([1, 0])  # (STATE, BLOCK_L) views: a step reads one column
         C_cols = smem_C.permute([1, 0])
         dt_sum = gl.zeros([BLOCK_D], gl.float32, gl.SliceLayout(0, LC))
@@ -295,7 +296,7 @@ if gluon is not None:
             offs = rows_c[None, :] + pos_c[:, None]
             if WRITE_OUT:
                 if GATE:
-                    z_raw = gl.load(z_base + offs, mask=mask, other=0.0)
+                    z_raw = gl.load(z_base + rows_z[None, :] + pos_c[:, None], mask=mask, other=0.0)
                 if ACCUMULATE:
                     acc_raw = gl.load(out_base + offs, mask=mask, other=0.0)
             if SAVE_STATES:
@@ -356,7 +357,7 @@ if gluon is not None:
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
         z_ptr, out_ptr, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
         dim, length, chunks_per_split, n_splits, n_slots,
-        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb,
+        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_zd,
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, HAS_Z: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
@@ -404,7 +405,7 @@ if gluon is not None:
         dt_base = gl.where(forward_c, dt_f + b * s_dtfb, dt_b + b * s_dtbb) + d0 * length
         B_base = gl.where(forward_c, B_f + b * s_Bfb, B_b + b * s_Bbb)
         C_base = gl.where(forward_c, C_f + b * s_Cfb, C_b + b * s_Cbb)
-        z_base = z_ptr + b * s_zb + d0 * length
+        z_base = z_ptr + b * s_zb + d0 * s_zd
         out_base = out_ptr + (b * dim + d0) * length
         ckpt_base = gl.where(forward_s, ckpt_f, ckpt_b) + (b * dim + d_s) * (n_slots * STATE) + n_s
         seg_offs = ((b * dim + d_s) * n_splits + split) * STATE + n_s
@@ -461,7 +462,7 @@ if gluon is not None:
                 _program_barrier()
                 part = gl.load(out_base + offs, mask=mask & second_visit, other=0.0)
                 if HAS_Z:
-                    z_raw = gl.load(z_base + offs, mask=mask & completes, other=0.0)
+                    z_raw = gl.load(z_base + (d_c - d0) * s_zd + pos, mask=mask & completes, other=0.0)
             y_rows = gl.zeros([2, BLOCK_L, BLOCK_D], gl.float32, LY)
             for i in gl.static_range(BLOCK_L):
                 h = _step_pair(h, A2, smem_dt, smem_dtu, B_cols, i, LS)
@@ -508,7 +509,7 @@ if gluon is not None:
     @gluon.jit
     def _direction_segment(
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, seg_ptr, dtsum_ptr,
-        b, d0, split, dim, length, n_splits, n_slots, s_ub, s_dtb, s_Bb, s_Cb, s_zb, h0, chunk_lo, chunk_hi,
+        b, d0, split, dim, length, n_splits, n_slots, s_ub, s_dtb, s_Bb, s_Cb, s_zb, s_zd, h0, chunk_lo, chunk_hi,
         seg_offs, dtsum_offs, tiles,
         REVERSE: gl.constexpr, END_STATES: gl.constexpr, ACCUMULATE: gl.constexpr, GATE: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
@@ -524,7 +525,7 @@ if gluon is not None:
             if (split > 0) if REVERSE else (split < n_splits - 1):
                 h, dts = _direction(
                     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
-                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
+                    b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, s_zd, n_slots, h0, chunk_lo, chunk_hi,
                     dt_smem, dtu_smem, B_smem, C_smem, y_smem,
                     REVERSE, False, False, False, SOFTPLUS, False, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
                     LS, LC)
@@ -535,7 +536,7 @@ if gluon is not None:
         else:
             _direction(
                 u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr,
-                b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, n_slots, h0, chunk_lo, chunk_hi,
+                b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, s_zb, s_zd, n_slots, h0, chunk_lo, chunk_hi,
                 dt_smem, dtu_smem, B_smem, C_smem, y_smem,
                 REVERSE, True, ACCUMULATE, GATE, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS, STATE, BLOCK_L, BLOCK_D,
                 LS, LC)
@@ -546,7 +547,7 @@ if gluon is not None:
         u_b, dt_b, A_b, B_b, C_b, D_b, bias_b,
         z_ptr, out_ptr, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
         dim, length, chunks_per_split, n_splits, n_slots,
-        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb,
+        s_ufb, s_dtfb, s_Bfb, s_Cfb, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_zd,
         END_STATES: gl.constexpr, SPLIT: gl.constexpr, BIDIRECTIONAL: gl.constexpr, HAS_Z: gl.constexpr,
         SOFTPLUS: gl.constexpr, SAVE_STATES: gl.constexpr, CKPT_CHUNKS: gl.constexpr,
         STATE: gl.constexpr, BLOCK_L: gl.constexpr, BLOCK_D: gl.constexpr, LS: gl.constexpr, LC: gl.constexpr,
@@ -580,7 +581,7 @@ if gluon is not None:
         # The forward direction's output is ungated unless it is the only one.
         _direction_segment(
             u_f, dt_f, A_f, B_f, C_f, D_f, bias_f, z_ptr, out_ptr, ckpt_f, seg_f, dtsum_f,
-            b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, h_f,
+            b, d0, split, dim, length, n_splits, n_slots, s_ufb, s_dtfb, s_Bfb, s_Cfb, s_zb, s_zd, h_f,
             chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
             False, END_STATES, False, HAS_Z and not BIDIRECTIONAL, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
             STATE, BLOCK_L, BLOCK_D, LS, LC)
@@ -589,7 +590,7 @@ if gluon is not None:
             # element in the thread that wrote it (both use the layout LC).
             _direction_segment(
                 u_b, dt_b, A_b, B_b, C_b, D_b, bias_b, z_ptr, out_ptr, ckpt_b, seg_b, dtsum_b,
-                b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, h_b,
+                b, d0, split, dim, length, n_splits, n_slots, s_ubb, s_dtbb, s_Bbb, s_Cbb, s_zb, s_zd, h_b,
                 chunk_lo, chunk_hi, seg_offs, dtsum_offs, tiles_f,
                 True, END_STATES, True, HAS_Z, SOFTPLUS, SAVE_STATES, CKPT_CHUNKS,
                 STATE, BLOCK_L, BLOCK_D, LS, LC)
@@ -619,7 +620,7 @@ if gluon is not None:
         chunk_lo = group * GROUP_CHUNKS
         # No output: z, out, C and y are never touched (stand-ins below).
         _direction(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, u_ptr, u_ptr, chunks_ptr,
-                   b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, 0, n_chunks, h0,
+                   b, d0, dim, length, s_ub, s_dtb, s_Bb, s_Cb, 0, 0, n_chunks, h0,
                    chunk_lo, gl.minimum(chunk_lo + GROUP_CHUNKS, n_chunks),
                    smem_dt, smem_dtu, smem_B, smem_B, smem_dt,
                    REVERSE, False, False, False, SOFTPLUS, True, 1, STATE, BLOCK_L, BLOCK_D, LS, LC)
@@ -751,7 +752,9 @@ def gluon_scan_forward(
     if checkpoint_positions is not None and checkpoint_positions % config.block_l:
         raise ValueError(f"gluon scan: checkpoint_positions={checkpoint_positions} is not a multiple of "
                          f"block_l={config.block_l}")
-    zt = _rows_of_length(z) if z is not None else u
+    # z is read in place with any channel and batch strides (it is usually a
+    # view into the in_proj output); unit stride along length is all it needs.
+    zt = (z if z.stride(-1) == 1 and z.stride(1) * dim < 2**31 else z.contiguous()) if z is not None else u
     out = torch.empty(batch, dim, length, device=u.device, dtype=u.dtype)
     f32 = dict(device=u.device, dtype=torch.float32)
     n_chunks = _cdiv(length, config.block_l)
@@ -769,7 +772,8 @@ def gluon_scan_forward(
     seg_f, seg_b, dtsum_f, dtsum_b = triton_scan._segment_buffers(batch, dim, splits, state, bidirectional, out)
     grid = (batch, _cdiv(dim, config.block_d(state)), splits)
     args = [*f, *b, zt, out, ckpt_f, ckpt_b, seg_f, seg_b, dtsum_f, dtsum_b,
-            dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0)]
+            dim, length, chunks_per_split, splits, n_slots, *_batch_strides(f), *_batch_strides(b), zt.stride(0),
+            zt.stride(1)]
     flags = dict(SPLIT=splits > 1, HAS_Z=z is not None, SOFTPLUS=delta_softplus,
                  SAVE_STATES=save_states, CKPT_CHUNKS=ckpt_chunks, STATE=state, BLOCK_L=config.block_l)
     if parallel:
@@ -780,9 +784,8 @@ def gluon_scan_forward(
         flags.update(BIDIRECTIONAL=bidirectional, num_warps=config.num_warps, **_kernel_layouts(config, state))
     if splits > 1:
         kernel[grid](*args, END_STATES=True, **flags)
-        triton_scan._scan_carry_kernel[(batch, _cdiv(dim, 16))](
-            seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], dim, splits,
-            BIDIRECTIONAL=bidirectional, ADJOINT=False, STATE=state, BLOCK_D=16)
+        triton_scan.carry_segments(seg_f, dtsum_f, f[2], seg_b, dtsum_b, b[2], batch, dim, splits, state,
+                                   bidirectional, adjoint=False)
     kernel[grid](*args, END_STATES=False, **flags)
     saved = (ckpt_f, ckpt_b if bidirectional else None) if save_states else None
     return out, saved
