@@ -28,7 +28,7 @@ dialect, compiled at run time like Triton, no CUDA build):
   Long sequences at small batch are split into segments (three launches).
 
 The forward is what ``bidirectional_selective_scan_triton`` runs by default
-(measured 2.2-4.3x two mamba-ssm calls, docs/benchmarks.md). The restore
+(measured 2.4-4.3x two mamba-ssm calls, docs/benchmarks.md). The restore
 launch here (states entering every chunk, re-scanned from the forward's
 checkpoints) serves the Gluon backward (:mod:`encoders.ops.gluon_backward`).
 """
