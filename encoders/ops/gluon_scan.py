@@ -116,22 +116,24 @@ if gluon is not None:
     # 12-FMA polynomial) around every call: in the forward's chunk loop they
     # were about a tenth of all instructions (ptxas SASS).
     @gluon.jit
+    def _special_function(x, INSTRUCTION: gl.constexpr):
+        """One float32 PTX instruction ``INSTRUCTION`` ("op $0, $1;") per element."""
+        return gl.inline_asm_elementwise(INSTRUCTION, "=f,f", [x], dtype=gl.float32, is_pure=True, pack=1)
+
+    @gluon.jit
     def _exp2_approx(x):
         """2**x within 2 ulp; results below 2**-126 are 0."""
-        return gl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
-                                         is_pure=True, pack=1)
+        return _special_function(x, "ex2.approx.ftz.f32 $0, $1;")
 
     @gluon.jit
     def _log2_approx(x):
         """log2(x), absolute error about 2**-22 (so use it away from x = 1)."""
-        return gl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
-                                         is_pure=True, pack=1)
+        return _special_function(x, "lg2.approx.ftz.f32 $0, $1;")
 
     @gluon.jit
     def _reciprocal_approx(x):
         """1 / x within 1 ulp (1 / inf = 0)."""
-        return gl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=gl.float32,
-                                         is_pure=True, pack=1)
+        return _special_function(x, "rcp.approx.ftz.f32 $0, $1;")
 
     @gluon.jit
     def _sigmoid(x):
