@@ -350,7 +350,6 @@ def main() -> None:
     elif args.gluon_sweep:
         gluon_sweep()
         gluon_backward_sweep()
-    nan = float("nan")
     print("\n### Bidirectional scan, microseconds (lower is better)\n")
     print("| width | frames | batch | pass | ours | Triton kernels only | mamba-ssm x2 + flips | mamba-ssm x2 | torch | "
           "vs x2+flips | vs x2 | vs Triton only | TB/s (% copy) | exp2 % of peak |")

@@ -92,8 +92,7 @@ def add_rms_norm(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps
     ``residual`` (..., width), any float dtypes; ``weight`` (width,)."""
     if not _fused_path(hidden, residual, weight):
         return add_rms_norm_reference(hidden, residual, weight, eps)
-    normed, stream = _launch(hidden, residual, weight, eps, store_residual=True)
-    return normed, stream
+    return _launch(hidden, residual, weight, eps, store_residual=True)
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
