@@ -3,6 +3,7 @@
     python benchmarks/encoder_speed.py                       # GPU: Ti and S, 8-64 frames
     python benchmarks/encoder_speed.py --device cpu          # CPU: 8 frames, batch 1
     python benchmarks/encoder_speed.py --profile             # + kernel profile of Ti (first --frames, default 8)
+    python benchmarks/encoder_speed.py --cuda-graph          # inference timed as CUDA graph replays
 
 Every model runs in the same process on the same inputs. Inference is bf16 (weights cast,
 CUDA) under ``torch.inference_mode``; the training step is bf16 autocast with fp32 weights,
@@ -135,6 +136,9 @@ def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, de
         def step() -> None:
             with torch.inference_mode():
                 model(video)
+
+        if args.cuda_graph and device.type == "cuda":
+            step = _graphed(step)
     else:
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -156,6 +160,22 @@ def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, de
     # The model is freed when `step` goes out of scope; the next row empties the
     # CUDA cache before it measures.
     return row
+
+
+def _graphed(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` captured once in a CUDA graph (after warm-up calls that compile
+    every kernel), so that timing replays measures the GPU's work without the
+    host's launch overhead. Used for every model alike."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def profile_videomamba(device: torch.device, args: argparse.Namespace) -> str:
@@ -201,6 +221,8 @@ def main() -> None:
     parser.add_argument("--scan-backends", nargs="+", default=["auto"],
                         help="VideoMamba scan backends to compare (auto, triton, cuda, torch), inference and training")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="inference: time replays of one CUDA graph per model (no host launch overhead)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     device = torch.device(args.device)
@@ -226,7 +248,7 @@ def main() -> None:
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"\ndevice: {gpu}; torch {torch.__version__}; img {args.img_size}px; "
-          f"{'bf16' if device.type == 'cuda' else 'fp32'}\n")
+          f"{'bf16' if device.type == 'cuda' else 'fp32'}{'; inference in CUDA graphs' if args.cuda_graph else ''}\n")
     print("| model | mode | frames | batch | clips/s | spread | peak GiB | vs vit_flash | note |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:

@@ -37,6 +37,8 @@ def test_add_rms_norm_on_cpu_matches_float64(with_residual):
     assert normed.dtype == torch.bfloat16 and stream.dtype == torch.float32
     assert _relative_error(stream, expected_stream) <= 1e-7
     assert _relative_error(normed, expected_normed) <= 1e-2  # bf16 output
+    padded, _ = add_rms_norm(hidden, residual, weight, 1e-5, padded_length=20)
+    assert padded.shape == (3, 20, 40) and torch.equal(padded[:, :17], normed) and not padded[:, 17:].any()
 
 
 def test_add_rms_norm_keeps_the_graph_for_autograd():
@@ -64,6 +66,16 @@ for name, rows, width, with_residual, store in [("odd rows and width", 21, 37, T
     errors[name] = {"normed": ((normed.double() - expected).norm() / expected.norm()).item()}
     if store:
         errors[name]["residual"] = ((stream.double() - stream64).norm() / stream64.norm()).item()
+# Sequences of 5 rows, normed into sequences of 8 (rows 5-7 zero), as the mixer's padded inference wants.
+hidden = torch.randn(3, 5, 24, dtype=torch.bfloat16)
+residual = torch.randn(3, 5, 24)
+weight = 1 + 0.1 * torch.randn(24)
+normed, stream = _launch(hidden, residual, weight, 1e-5, store_residual=True, padded_length=8)
+stream64 = hidden.double() + residual.double()
+expected = stream64 / torch.sqrt(stream64.pow(2).mean(-1, keepdim=True) + 1e-5) * weight.double()
+errors["padded to 8"] = {"normed": ((normed[:, :5].double() - expected).norm() / expected.norm()).item(),
+                         "padding": normed[:, 5:].abs().max().item(), "shape": float(normed.shape != (3, 8, 24)),
+                         "residual": ((stream.double() - stream64).norm() / stream64.norm()).item()}
 print(json.dumps(errors))
 """
 
@@ -78,7 +90,7 @@ def test_kernel_matches_float64_in_the_interpreter():
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(results) == 3
+    assert len(results) == 4
     for case, errors in results.items():
         assert max(errors.values()) <= 1e-6, (case, errors)
 
@@ -99,6 +111,9 @@ def test_fused_kernel_on_gpu_matches_float64(dtype, tol, with_residual):
         reference, reference_stream = add_rms_norm_reference(hidden, residual, weight, 1e-5)
     expected, expected_stream = _float64_add_rms_norm(hidden, residual, weight, 1e-5)
     assert normed.dtype == dtype and stream.dtype == torch.float32
+    with torch.no_grad():
+        padded, _ = add_rms_norm(hidden, residual, weight, 1e-5, padded_length=1584)
+    assert padded.shape == (4, 1584, 192) and torch.equal(padded[:, :1569], normed) and not padded[:, 1569:].any()
     assert torch.equal(stream, reference_stream)
     assert _relative_error(normed, expected) <= tol
     assert _relative_error(alone, expected) <= tol

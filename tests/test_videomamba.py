@@ -237,6 +237,46 @@ def test_triton_causal_conv_matches_conv1d(dtype, tol):
             assert err <= tol
 
 
+CONV_VALID_LENGTH_CHECK = """
+import json, torch
+from encoders.ops.causal_conv import causal_conv1d_reference, causal_conv1d_triton
+torch.manual_seed(0)
+xz = torch.randn(2, 2 * 5, 45)
+x = xz[:, 5:]  # strided, as the mixer passes it
+weight, bias = torch.randn(5, 1, 4), torch.randn(5)
+errors = {}
+for reverse in (False, True):
+    for valid in (45, 37, 1):
+        expected = torch.zeros(2, 5, 45, dtype=torch.float64)
+        expected[..., :valid] = causal_conv1d_reference(x[..., :valid].double(), weight.double(), bias.double(),
+                                                        True, reverse=reverse)
+        got = causal_conv1d_triton(x, weight, bias, True, reverse=reverse, valid_length=valid)
+        errors[f"reverse={reverse}, valid={valid}"] = (got.double() - expected).abs().max().item()
+print(json.dumps(errors))
+"""
+
+
+def test_triton_conv_valid_length_in_the_interpreter():
+    """``valid_length`` (the mixer's padded inference): the Triton conv reads
+    nothing past it and writes zeros after it, both directions, checked on the
+    CPU through Triton's interpreter."""
+    pytest.importorskip("triton")
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", CONV_VALID_LENGTH_CHECK], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    errors = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(errors) == 6
+    assert max(errors.values()) <= 1e-5, errors
+
+
 @pytest.mark.gpu
 def test_cuda_encoder_matches_cpu_encoder():
     """The whole backbone on GPU (mamba-ssm scan if installed, Triton conv) against
@@ -253,12 +293,14 @@ def test_cuda_encoder_matches_cpu_encoder():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
-def test_fused_bidirectional_mixer_matches_unfused(dtype, tol):
-    """The one-launch Triton path (anti-causal conv, reverse-order scan, no flips)
-    against the flip-based path with the PyTorch scan, same weights."""
+@pytest.mark.parametrize("length", [1 + 8 * 49, 400, 401])
+def test_fused_bidirectional_mixer_matches_unfused(dtype, tol, length):
+    """The one-launch Triton path (anti-causal conv, reverse-order scan, no flips;
+    in inference on the sequence padded to 16 tokens: 7, 0 and 15 padding
+    positions here) against the flip-based path with the PyTorch scan, same weights."""
     torch.manual_seed(0)
     mixer = BiMambaMixer(96).cuda().to(dtype).eval()
-    hidden = torch.randn(4, 1 + 8 * 49, 96, device="cuda", dtype=dtype)
+    hidden = torch.randn(4, length, 96, device="cuda", dtype=dtype)
     with torch.no_grad():
         mixer.scan_backend = "triton"
         fused = mixer(hidden)

@@ -9,13 +9,17 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops.causal_conv import causal_conv1d
+from ..ops.causal_conv import causal_conv1d, causal_conv1d_triton
+from ..ops.channel_major_linear import channel_major_linear
 from ..ops.selective_scan import resolve_scan_backend, selective_scan
 from ..ops.triton_scan import bidirectional_selective_scan_triton
 
 BACKWARD_ORDERS = ("full", "temporal", "spatial")
+#: Inference pads sequences to a multiple of this many tokens (see BiMambaMixer.forward).
+_ROW_ALIGNMENT = 16
 
 
 @dataclass(frozen=True)
@@ -122,29 +126,53 @@ class BiMambaMixer(nn.Module):
             D.fill_(1.0)
             D._no_weight_decay = True
 
-    def forward(self, hidden: Tensor, layout: Optional[TokenLayout] = None) -> Tensor:
-        """hidden: (batch, length, d_model). ``layout`` is needed only for the
-        "temporal" and "spatial" backward orders.
+    def padded_length(self, hidden: Tensor) -> int:
+        """How many tokens this mixer runs ``hidden`` (batch, length, d_model)
+        on: its length, rounded up to a multiple of _ROW_ALIGNMENT on the
+        one-launch inference path (see :meth:`forward`). A caller that makes
+        the input anyway (the block's norm) can pad it there for free."""
+        length = hidden.shape[1]
+        if self.backward_order == "full" and self._fused_bidirectional(hidden) and not self._needs_grad(hidden):
+            return -(-length // _ROW_ALIGNMENT) * _ROW_ALIGNMENT
+        return length
+
+    def forward(self, hidden: Tensor, layout: Optional[TokenLayout] = None, length: Optional[int] = None) -> Tensor:
+        """hidden: (batch, length, d_model) -> (batch, length, d_model).
+        ``layout`` is needed only for the "temporal" and "spatial" backward
+        orders. ``length``: the real token count when ``hidden`` comes padded
+        to :meth:`padded_length` with zero rows after it.
 
         Between the two projections everything stays in (batch, channels,
         length) layout with unit stride along length, which is what the scan
         kernels want, and every projection is one (batched) GEMM whose operands
         cuBLAS reads in place: no transposed copy is made anywhere.
+
+        Inference on the one-launch path runs on the sequence padded to a
+        multiple of _ROW_ALIGNMENT tokens, so that every (batch, channel) row
+        starts 32-byte aligned: cuBLAS and Triton need that for vector loads,
+        and video lengths (1 + 196 x frames) are odd (x_proj and dt_proj ran
+        1.9x slower on them, docs/benchmarks.md). The padding is inert: the
+        convs read nothing past ``length`` and write zeros after it, so the
+        backward direction's state stays zero through it; its outputs are dropped.
         """
-        batch, length, _ = hidden.shape
+        batch = hidden.shape[0]
+        length = hidden.shape[1] if length is None else length
+        fused = self.backward_order == "full" and self._fused_bidirectional(hidden)
+        padded = self.padded_length(hidden[:, :length])
+        if hidden.shape[1] != padded:
+            hidden = F.pad(hidden[:, :length], (0, 0, 0, padded - length))
         # in_proj as W @ hidden^T over all (batch, length) columns: the result
         # (2*d_inner, batch*length) viewed as (batch, 2*d_inner, length).
-        xz = torch.mm(self.in_proj.weight, hidden.reshape(batch * length, -1).t())
-        xz = xz.view(-1, batch, length).transpose(0, 1)
+        xz = torch.mm(self.in_proj.weight, hidden.reshape(batch * padded, -1).t())
+        xz = xz.view(-1, batch, padded).transpose(0, 1)
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None]
-        if self.backward_order == "full" and self._fused_bidirectional(hidden):
-            y = self._fused_scan(xz)
+        if fused:
+            y = self._fused_scan(xz, length if padded != length else None)[..., :length]
         else:
             y = self._flipped_scan(xz, layout)
-        # out_proj: (b, l, d_inner) @ W^T, with y^T read in place (column-major).
-        out = torch.bmm(y.transpose(1, 2), self.out_proj.weight.t().expand(batch, -1, -1))
-        return out if self.out_proj.bias is None else out + self.out_proj.bias
+        # out_proj from y (b, d_inner, l) to (b, l, d_model), y read in place.
+        return channel_major_linear(y, self.out_proj.weight, self.out_proj.bias)
 
     def _flipped_scan(self, xz: Tensor, layout: Optional[TokenLayout]) -> Tensor:
         """Both directions, the backward one on a reordered copy of ``xz`` whose
@@ -165,12 +193,14 @@ class BiMambaMixer(nn.Module):
         y_b = self._scan(xz_b, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         return y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
 
+    def _needs_grad(self, hidden: Tensor) -> bool:
+        return torch.is_grad_enabled() and (hidden.requires_grad or self.A_log.requires_grad)
+
     def _fused_bidirectional(self, hidden: Tensor) -> bool:
         """Use the one-launch Triton path: CUDA tensors and the backend resolves to "triton"."""
         problem = (hidden.shape[0], self.d_inner)
-        needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or self.A_log.requires_grad)
         return hidden.is_cuda and resolve_scan_backend(self.scan_backend, hidden.device, problem,
-                                                       needs_grad=needs_grad) == "triton"
+                                                       needs_grad=self._needs_grad(hidden)) == "triton"
 
     def _project(self, x: Tensor, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor):
         """Scan inputs (u, delta, A, B, C, D, delta_bias) of one direction from its
@@ -183,13 +213,19 @@ class BiMambaMixer(nn.Module):
         delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)
         return x, delta, -torch.exp(A_log.float()), B, C, D.float(), dt_proj.bias.float()
 
-    def _fused_scan(self, xz: Tensor) -> Tensor:
+    def _fused_scan(self, xz: Tensor, valid_length: Optional[int] = None) -> Tensor:
         """Both directions without flips: the backward direction's conv is
         anti-causal on the unflipped sequence, its projections are pointwise in
-        time, and the Triton kernel scans it from the last position to the first."""
+        time, and the Triton kernel scans it from the last position to the first.
+        ``valid_length``: ``xz`` is padded after it (inference only; see forward)."""
         x, z = xz.chunk(2, dim=1)
-        u_f = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, silu=True)
-        u_b = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
+        if valid_length is None:
+            u_f = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, silu=True)
+            u_b = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
+        else:
+            u_f = causal_conv1d_triton(x, self.conv1d.weight, self.conv1d.bias, silu=True, valid_length=valid_length)
+            u_b = causal_conv1d_triton(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True,
+                                       valid_length=valid_length)
         forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
         backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         return bidirectional_selective_scan_triton(forward, backward, z)

@@ -66,6 +66,13 @@ class MambaBlock(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         if residual is not None:
             hidden = self.drop_path(hidden)
-        # One fused pass in inference (encoders.ops.rms_norm); PyTorch ops under autograd.
-        normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps)
-        return self.mixer(normed, layout), residual
+        # One fused pass in inference (encoders.ops.rms_norm); PyTorch ops under
+        # autograd. It writes the mixer's input padded as the mixer runs it.
+        padded_length = getattr(self.mixer, "padded_length", None)
+        if padded_length is None:
+            normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps)
+            return self.mixer(normed, layout), residual
+        length = hidden.shape[1]
+        normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps,
+                                        padded_length=padded_length(hidden))
+        return self.mixer(normed, layout, length=length), residual

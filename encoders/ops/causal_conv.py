@@ -7,7 +7,10 @@ Paths, fastest first:
   * ``F.conv1d`` on a padded input (CPU, training without causal-conv1d).
 
 ``reverse=True`` gives the anti-causal twin (the causal conv of the reversed
-sequence, put back in order) without flipping anything.
+sequence, put back in order) without flipping anything. ``valid_length`` (the
+Triton path) treats the input as ending there and writes zeros after it: the
+mixer pads sequences to an aligned length (see
+:class:`encoders.modules.bimamba.BiMambaMixer`) and needs the padding inert.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ if triton is not None:
     @triton.jit
     def _causal_conv1d_fwd_kernel(
         x_ptr, w_ptr, bias_ptr, out_ptr,
-        dim, length, stride_xb, stride_xd, stride_xl,
+        dim, length, valid_length, stride_xb, stride_xd, stride_xl,
         HAS_BIAS: tl.constexpr, SILU: tl.constexpr, REVERSE: tl.constexpr, WIDTH: tl.constexpr,
         BLOCK_L: tl.constexpr,
     ):
@@ -62,32 +65,38 @@ if triton is not None:
             else:
                 pos = offs - (WIDTH - 1) + k
             w = tl.load(w_ptr + d * WIDTH + k).to(tl.float32)
-            xv = tl.load(x_row + pos * stride_xl, mask=(pos >= 0) & (pos < length), other=0.0)
+            xv = tl.load(x_row + pos * stride_xl, mask=(pos >= 0) & (pos < valid_length), other=0.0)
             acc += w * xv.to(tl.float32)
         if HAS_BIAS:
             acc += tl.load(bias_ptr + d).to(tl.float32)
         if SILU:
             acc = acc * tl.sigmoid(acc)
+        acc = tl.where(offs < valid_length, acc, 0.0)
         tl.store(out_ptr + row.to(tl.int64) * length + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < length)
 
 
 def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
-                         reverse: bool = False) -> Tensor:
+                         reverse: bool = False, valid_length: Optional[int] = None) -> Tensor:
     """Triton forward (no autograd). x: (batch, channels, length), any strides, CUDA.
 
     ``reverse=True`` computes the anti-causal conv
     y[:, c, t] = act(bias[c] + sum_k weight[c, k] * x[:, c, t + (K-1) - k]),
-    which equals ``flip(causal_conv(flip(x)))`` without making either flip."""
+    which equals ``flip(causal_conv(flip(x)))`` without making either flip.
+    ``valid_length``: x is read as if it ended there (zeros after) and the
+    output is 0 from there on; the output keeps x's length."""
     if triton is None:
         raise RuntimeError("causal_conv1d_triton needs Triton (a CUDA build of PyTorch)")
     batch, dim, length = x.shape
+    valid_length = length if valid_length is None else valid_length
+    if not 0 <= valid_length <= length:
+        raise ValueError(f"causal_conv1d: valid_length {valid_length} outside [0, {length}]")
     w = weight.reshape(dim, -1).contiguous()
     out = torch.empty(batch, dim, length, device=x.device, dtype=x.dtype)
     block = min(1024, triton.next_power_of_2(max(length, 16)))
     grid = (batch * dim, triton.cdiv(length, block))
     _causal_conv1d_fwd_kernel[grid](
         x, w, bias if bias is not None else w, out,
-        dim, length, x.stride(0), x.stride(1), x.stride(2),
+        dim, length, valid_length, x.stride(0), x.stride(1), x.stride(2),
         HAS_BIAS=bias is not None, SILU=silu, REVERSE=reverse, WIDTH=w.shape[1], BLOCK_L=block,
     )
     return out
