@@ -10,7 +10,8 @@ what the mixer had) and stride ``length`` rounded up to 16 tokens (what its
 inference path pads to), side by side in one process:
 
   * in_proj            : cuBLAS mm, W @ hidden^T;
-  * convs              : both directions' Triton conv + SiLU;
+  * convs              : both directions' Triton conv + SiLU, one kernel each;
+  * convs, one pass    : both in one kernel (``causal_conv1d_pair_triton``, what the mixer runs now);
   * x_proj + dt_proj   : both directions' batched GEMMs (cuBLAS, broadcast weights);
   * out_proj, bmm      : cuBLAS bmm of y^T read in place (what the mixer ran before);
   * out_proj, Triton   : ``encoders.ops.channel_major_linear`` (what it runs now);
@@ -34,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from encoders.ops.causal_conv import causal_conv1d_triton  # noqa: E402
+from encoders.ops.causal_conv import causal_conv1d_pair_triton, causal_conv1d_triton  # noqa: E402
 from encoders.ops.channel_major_linear import (  # noqa: E402
     ChannelMajorLinearConfig,
     channel_major_linear,
@@ -78,6 +79,9 @@ class Layer:
         return [causal_conv1d_triton(x, w, b, True, reverse=reverse, valid_length=self.length)
                 for reverse, (w, b) in zip((False, True), self.conv)]
 
+    def run_convs_pair(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return causal_conv1d_pair_triton(self.xz[:, :self.dim], *self.conv, True, valid_length=self.length)
+
     def run_projections(self) -> None:
         for u, x_proj, dt_proj in zip(self.u, self.x_proj, self.dt_proj):
             x_dbl = torch.bmm(x_proj.expand(self.batch, -1, -1), u)
@@ -90,6 +94,7 @@ def floors(d_model: int, batch: int, length: int) -> dict[str, float]:
     return {
         "in_proj": 2 * tokens * (d_model + 2 * dim),
         "convs": 2 * 2 * tokens * 2 * dim,
+        "convs, one pass": 2 * tokens * 3 * dim,
         "x_proj + dt_proj": 2 * 2 * tokens * (dim + 2 * dim),  # read u; write delta (B, C, dt are small)
         "out_proj, bmm": 2 * tokens * (dim + d_model),
         "out_proj, Triton": 2 * tokens * (dim + d_model),
@@ -101,6 +106,7 @@ def step_timers(layer: Layer, residual: torch.Tensor, hidden3d: torch.Tensor, we
     return {
         "in_proj": lambda: cuda_time(layer.run_in_proj),
         "convs": lambda: cuda_time(layer.run_convs),
+        "convs, one pass": lambda: cuda_time(layer.run_convs_pair),
         "x_proj + dt_proj": lambda: cuda_time(layer.run_projections),
         "out_proj, bmm": lambda: cuda_time(lambda: channel_major_linear_reference(layer.y, layer.out_proj)),
         "out_proj, Triton": lambda: cuda_time(lambda: channel_major_linear(layer.y, layer.out_proj)),

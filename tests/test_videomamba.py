@@ -220,7 +220,7 @@ def test_backward_permutations():
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
 def test_triton_causal_conv_matches_conv1d(dtype, tol):
-    from encoders.ops.causal_conv import causal_conv1d_reference, causal_conv1d_triton
+    from encoders.ops.causal_conv import causal_conv1d_pair_triton, causal_conv1d_reference, causal_conv1d_triton
 
     torch.manual_seed(0)
     # A strided input, as the mixer passes it (a channel slice of a bigger tensor).
@@ -235,31 +235,43 @@ def test_triton_causal_conv_matches_conv1d(dtype, tol):
             assert actual.is_contiguous() and actual.dtype == dtype
             err = (actual.double() - expected).abs().max() / expected.abs().max()
             assert err <= tol
+            # Both directions in one pass: the causal conv above and the anti-causal one.
+            weight_b = torch.randn(37, 1, 4, device="cuda", dtype=dtype)
+            bias_b = None if b is None else torch.randn(37, device="cuda", dtype=dtype)
+            expected_b = causal_conv1d_reference(x.double(), weight_b.double(),
+                                                 None if b is None else bias_b.double(), silu, reverse=True)
+            pair = causal_conv1d_pair_triton(x, (weight, b), (weight_b, bias_b), silu)
+            for got, want in zip(pair, (expected, expected_b)):
+                assert got.is_contiguous() and got.dtype == dtype
+                assert (got.double() - want).abs().max() / want.abs().max() <= tol
 
 
 CONV_VALID_LENGTH_CHECK = """
 import json, torch
-from encoders.ops.causal_conv import causal_conv1d_reference, causal_conv1d_triton
+from encoders.ops.causal_conv import causal_conv1d_pair_triton, causal_conv1d_reference, causal_conv1d_triton
 torch.manual_seed(0)
 xz = torch.randn(2, 2 * 5, 45)
 x = xz[:, 5:]  # strided, as the mixer passes it
-weight, bias = torch.randn(5, 1, 4), torch.randn(5)
+weights, biases = [torch.randn(5, 1, 4) for _ in range(2)], [torch.randn(5) for _ in range(2)]
 errors = {}
-for reverse in (False, True):
-    for valid in (45, 37, 1):
+for valid in (45, 37, 1):
+    pair = causal_conv1d_pair_triton(x, (weights[0], biases[0]), (weights[1], biases[1]), True, valid_length=valid)
+    for reverse in (False, True):
+        w, b = weights[reverse], biases[reverse]
         expected = torch.zeros(2, 5, 45, dtype=torch.float64)
-        expected[..., :valid] = causal_conv1d_reference(x[..., :valid].double(), weight.double(), bias.double(),
-                                                        True, reverse=reverse)
-        got = causal_conv1d_triton(x, weight, bias, True, reverse=reverse, valid_length=valid)
+        expected[..., :valid] = causal_conv1d_reference(x[..., :valid].double(), w.double(), b.double(), True,
+                                                        reverse=reverse)
+        got = causal_conv1d_triton(x, w, b, True, reverse=reverse, valid_length=valid)
         errors[f"reverse={reverse}, valid={valid}"] = (got.double() - expected).abs().max().item()
+        errors[f"pair, reverse={reverse}, valid={valid}"] = (pair[reverse].double() - expected).abs().max().item()
 print(json.dumps(errors))
 """
 
 
 def test_triton_conv_valid_length_in_the_interpreter():
-    """``valid_length`` (the mixer's padded inference): the Triton conv reads
-    nothing past it and writes zeros after it, both directions, checked on the
-    CPU through Triton's interpreter."""
+    """``valid_length`` (the mixer's padded inference): the Triton convs (one
+    direction, and both in one pass) read nothing past it and write zeros
+    after it, both directions, checked on the CPU through Triton's interpreter."""
     pytest.importorskip("triton")
     import json
     import os
@@ -273,7 +285,7 @@ def test_triton_conv_valid_length_in_the_interpreter():
                           text=True, timeout=300, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     errors = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(errors) == 6
+    assert len(errors) == 12
     assert max(errors.values()) <= 1e-5, errors
 
 

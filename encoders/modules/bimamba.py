@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops.causal_conv import causal_conv1d, causal_conv1d_triton
+from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair_triton
 from ..ops.channel_major_linear import channel_major_linear
 from ..ops.selective_scan import resolve_scan_backend, selective_scan
 from ..ops.triton_scan import bidirectional_selective_scan_triton
@@ -158,6 +158,7 @@ class BiMambaMixer(nn.Module):
         batch = hidden.shape[0]
         length = hidden.shape[1] if length is None else length
         fused = self.backward_order == "full" and self._fused_bidirectional(hidden)
+        inference = fused and not self._needs_grad(hidden)
         padded = self.padded_length(hidden[:, :length])
         if hidden.shape[1] != padded:
             hidden = F.pad(hidden[:, :length], (0, 0, 0, padded - length))
@@ -168,7 +169,7 @@ class BiMambaMixer(nn.Module):
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None]
         if fused:
-            y = self._fused_scan(xz, length if padded != length else None)[..., :length]
+            y = self._fused_scan(xz, length if inference else None)[..., :length]
         else:
             y = self._flipped_scan(xz, layout)
         # out_proj from y (b, d_inner, l) to (b, l, d_model), y read in place.
@@ -217,15 +218,16 @@ class BiMambaMixer(nn.Module):
         """Both directions without flips: the backward direction's conv is
         anti-causal on the unflipped sequence, its projections are pointwise in
         time, and the Triton kernel scans it from the last position to the first.
-        ``valid_length``: ``xz`` is padded after it (inference only; see forward)."""
+        ``valid_length`` (inference only): the real length, ``xz`` may be
+        padded after it (see forward); both convs then run in one Triton pass."""
         x, z = xz.chunk(2, dim=1)
         if valid_length is None:
             u_f = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, silu=True)
             u_b = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
         else:
-            u_f = causal_conv1d_triton(x, self.conv1d.weight, self.conv1d.bias, silu=True, valid_length=valid_length)
-            u_b = causal_conv1d_triton(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True,
-                                       valid_length=valid_length)
+            u_f, u_b = causal_conv1d_pair_triton(x, (self.conv1d.weight, self.conv1d.bias),
+                                                 (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
+                                                 valid_length=valid_length)
         forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
         backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         return bidirectional_selective_scan_triton(forward, backward, z)

@@ -75,6 +75,82 @@ if triton is not None:
         tl.store(out_ptr + row.to(tl.int64) * length + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < length)
 
 
+    @triton.jit
+    def _conv1d_pair_kernel(
+        x_ptr, wf_ptr, bf_ptr, wb_ptr, bb_ptr, outf_ptr, outb_ptr,
+        dim, length, valid_length, stride_xb, stride_xd, stride_xl,
+        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """The causal conv (outf) and the anti-causal one (outb) of one x, each
+        input element loaded once for both: offset j - (WIDTH - 1) from a
+        position is causal tap j and anti-causal tap 2 * (WIDTH - 1) - j."""
+        row = tl.program_id(0)  # batch * dim + channel
+        block = tl.program_id(1)
+        b = row // dim
+        d = row % dim
+        offs = block * BLOCK_L + tl.arange(0, BLOCK_L)
+        x_row = x_ptr + b.to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        acc_f = tl.zeros([BLOCK_L], dtype=tl.float32)
+        acc_b = tl.zeros([BLOCK_L], dtype=tl.float32)
+        for j in tl.static_range(2 * WIDTH - 1):
+            pos = offs + j - (WIDTH - 1)
+            xv = tl.load(x_row + pos * stride_xl, mask=(pos >= 0) & (pos < valid_length), other=0.0).to(tl.float32)
+            if j < WIDTH:
+                acc_f += tl.load(wf_ptr + d * WIDTH + j).to(tl.float32) * xv
+            if j >= WIDTH - 1:
+                acc_b += tl.load(wb_ptr + d * WIDTH + 2 * (WIDTH - 1) - j).to(tl.float32) * xv
+        if HAS_BIAS:
+            acc_f += tl.load(bf_ptr + d).to(tl.float32)
+            acc_b += tl.load(bb_ptr + d).to(tl.float32)
+        if SILU:
+            acc_f = acc_f * tl.sigmoid(acc_f)
+            acc_b = acc_b * tl.sigmoid(acc_b)
+        valid = offs < valid_length
+        out = row.to(tl.int64) * length + offs
+        tl.store(outf_ptr + out, tl.where(valid, acc_f, 0.0).to(outf_ptr.dtype.element_ty), mask=offs < length)
+        tl.store(outb_ptr + out, tl.where(valid, acc_b, 0.0).to(outb_ptr.dtype.element_ty), mask=offs < length)
+
+
+def _valid_length(length: int, valid_length: Optional[int]) -> int:
+    valid_length = length if valid_length is None else valid_length
+    if not 0 <= valid_length <= length:
+        raise ValueError(f"causal_conv1d: valid_length {valid_length} outside [0, {length}]")
+    return valid_length
+
+
+def _conv_block(length: int) -> int:
+    return min(1024, triton.next_power_of_2(max(length, 16)))
+
+
+def causal_conv1d_pair_triton(x: Tensor, forward: tuple[Tensor, Optional[Tensor]],
+                              backward: tuple[Tensor, Optional[Tensor]], silu: bool = True,
+                              valid_length: Optional[int] = None) -> tuple[Tensor, Tensor]:
+    """Both directions' convs of the bidirectional mixer in one pass over x
+    (Triton, no autograd, CUDA): ``causal_conv1d_triton(x, *forward, silu)``
+    and ``causal_conv1d_triton(x, *backward, silu, reverse=True)``, with
+    ``valid_length`` as there. ``forward`` / ``backward``: (weight, bias or
+    None) of each direction; both have a bias or neither."""
+    if triton is None:
+        raise RuntimeError("causal_conv1d_pair_triton needs Triton (a CUDA build of PyTorch)")
+    (w_f, b_f), (w_b, b_b) = forward, backward
+    if (b_f is None) != (b_b is None):
+        raise ValueError("causal_conv1d_pair_triton: both directions need a bias, or neither")
+    batch, dim, length = x.shape
+    valid_length = _valid_length(length, valid_length)
+    w_f, w_b = w_f.reshape(dim, -1).contiguous(), w_b.reshape(dim, -1).contiguous()
+    if w_f.shape != w_b.shape:
+        raise ValueError(f"causal_conv1d_pair_triton: kernels {tuple(w_f.shape)} and {tuple(w_b.shape)} differ")
+    out_f = torch.empty(batch, dim, length, device=x.device, dtype=x.dtype)
+    out_b = torch.empty_like(out_f)
+    block = _conv_block(length)
+    _conv1d_pair_kernel[(batch * dim, triton.cdiv(length, block))](
+        x, w_f, w_f if b_f is None else b_f, w_b, w_b if b_b is None else b_b, out_f, out_b,
+        dim, length, valid_length, x.stride(0), x.stride(1), x.stride(2),
+        HAS_BIAS=b_f is not None, SILU=silu, WIDTH=w_f.shape[1], BLOCK_L=block,
+    )
+    return out_f, out_b
+
+
 def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
                          reverse: bool = False, valid_length: Optional[int] = None) -> Tensor:
     """Triton forward (no autograd). x: (batch, channels, length), any strides, CUDA.
@@ -87,12 +163,10 @@ def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu
     if triton is None:
         raise RuntimeError("causal_conv1d_triton needs Triton (a CUDA build of PyTorch)")
     batch, dim, length = x.shape
-    valid_length = length if valid_length is None else valid_length
-    if not 0 <= valid_length <= length:
-        raise ValueError(f"causal_conv1d: valid_length {valid_length} outside [0, {length}]")
+    valid_length = _valid_length(length, valid_length)
     w = weight.reshape(dim, -1).contiguous()
     out = torch.empty(batch, dim, length, device=x.device, dtype=x.dtype)
-    block = min(1024, triton.next_power_of_2(max(length, 16)))
+    block = _conv_block(length)
     grid = (batch * dim, triton.cdiv(length, block))
     _causal_conv1d_fwd_kernel[grid](
         x, w, bias if bias is not None else w, out,
