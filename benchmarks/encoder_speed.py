@@ -154,6 +154,8 @@ def bench_one(kind: str, width_name: str, frames: int, batch: int, mode: str, de
         torch.cuda.empty_cache()
     try:
         seconds, spread, peak = measure(step, device, args.warmup, args.iters, args.repeats)
+        if args.cuda_graph and mode == "inference":
+            peak = float("nan")  # graphs keep private memory pools: the allocator's peak is not this model's
         row = Row(name, mode, frames, batch, batch / seconds, peak, spread=spread)
     except torch.OutOfMemoryError:
         row = Row(name, mode, frames, batch, float("nan"), float("nan"), "out of memory")

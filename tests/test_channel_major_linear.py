@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from encoders.ops.channel_major_linear import channel_major_linear, channel_major_linear_reference
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.triton_interpreter import run_in_triton_interpreter
 
 
 def _float64(y, weight, bias):
@@ -63,12 +56,7 @@ print(json.dumps(errors))
 def test_kernel_matches_float64_in_the_interpreter():
     """The kernel's indexing (transposed tiles, masks at odd sizes, strided y;
     both tiles ``for_rows`` picks) on the CPU through Triton's interpreter, float32."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_in_triton_interpreter(KERNEL_CHECK)
     assert len(results) == 3
     for case, error in results.items():
         assert error <= 1e-6, (case, error)

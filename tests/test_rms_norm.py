@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from encoders.ops.rms_norm import add_rms_norm, add_rms_norm_reference, rms_norm
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.triton_interpreter import run_in_triton_interpreter
 
 
 def _float64_add_rms_norm(hidden, residual, weight, eps):
@@ -84,12 +77,7 @@ def test_kernel_matches_float64_in_the_interpreter():
     """The Triton kernel's arithmetic on the CPU through Triton's interpreter
     (odd widths and row counts exercise the masks); the GPU test checks the
     compiled code."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_in_triton_interpreter(KERNEL_CHECK)
     assert len(results) == 4
     for case, errors in results.items():
         assert max(errors.values()) <= 1e-6, (case, errors)

@@ -9,6 +9,7 @@ import torch
 
 from encoders import TokenLayout, create_video_encoder, list_video_encoders, load_video_weights
 from encoders.modules.bimamba import BiMambaMixer, _backward_permutation
+from tests.triton_interpreter import run_in_triton_interpreter
 
 TINY = dict(depth=2, embed_dim=32, img_size=32, num_frames=4)
 
@@ -272,19 +273,7 @@ def test_triton_conv_valid_length_in_the_interpreter():
     """``valid_length`` (the mixer's padded inference): the Triton convs (one
     direction, and both in one pass) read nothing past it and write zeros
     after it, both directions, checked on the CPU through Triton's interpreter."""
-    pytest.importorskip("triton")
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-c", CONV_VALID_LENGTH_CHECK], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=root)
-    assert done.returncode == 0, done.stderr[-3000:]
-    errors = json.loads(done.stdout.strip().splitlines()[-1])
+    errors = run_in_triton_interpreter(CONV_VALID_LENGTH_CHECK)
     assert len(errors) == 12
     assert max(errors.values()) <= 1e-5, errors
 

@@ -46,18 +46,23 @@ def _causal_conv1d_package() -> Optional[Callable]:
 if triton is not None:
 
     @triton.jit
+    def _program_row(x_ptr, dim, stride_xb, stride_xd, BLOCK_L: tl.constexpr):
+        """Grid (batch * dim, position blocks): the program's row (batch * dim +
+        channel), its channel, its positions and the start of its row of x."""
+        row = tl.program_id(0)
+        d = row % dim
+        offs = tl.program_id(1) * BLOCK_L + tl.arange(0, BLOCK_L)
+        x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        return row, d, offs, x_row
+
+    @triton.jit
     def _causal_conv1d_fwd_kernel(
         x_ptr, w_ptr, bias_ptr, out_ptr,
         dim, length, valid_length, stride_xb, stride_xd, stride_xl,
         HAS_BIAS: tl.constexpr, SILU: tl.constexpr, REVERSE: tl.constexpr, WIDTH: tl.constexpr,
         BLOCK_L: tl.constexpr,
     ):
-        row = tl.program_id(0)  # batch * dim + channel
-        block = tl.program_id(1)
-        b = row // dim
-        d = row % dim
-        offs = block * BLOCK_L + tl.arange(0, BLOCK_L)
-        x_row = x_ptr + b.to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        row, d, offs, x_row = _program_row(x_ptr, dim, stride_xb, stride_xd, BLOCK_L)
         acc = tl.zeros([BLOCK_L], dtype=tl.float32)
         for k in tl.static_range(WIDTH):
             if REVERSE:  # anti-causal: the causal conv of the reversed sequence, read in place
@@ -84,12 +89,7 @@ if triton is not None:
         """The causal conv (outf) and the anti-causal one (outb) of one x, each
         input element loaded once for both: offset j - (WIDTH - 1) from a
         position is causal tap j and anti-causal tap 2 * (WIDTH - 1) - j."""
-        row = tl.program_id(0)  # batch * dim + channel
-        block = tl.program_id(1)
-        b = row // dim
-        d = row % dim
-        offs = block * BLOCK_L + tl.arange(0, BLOCK_L)
-        x_row = x_ptr + b.to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        row, d, offs, x_row = _program_row(x_ptr, dim, stride_xb, stride_xd, BLOCK_L)
         acc_f = tl.zeros([BLOCK_L], dtype=tl.float32)
         acc_b = tl.zeros([BLOCK_L], dtype=tl.float32)
         for j in tl.static_range(2 * WIDTH - 1):
