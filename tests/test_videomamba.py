@@ -331,3 +331,33 @@ def test_fused_bidirectional_mixer_trains_like_unfused():
         actual = grads["triton"][name]
         err = (actual - expected).abs().max() / expected.abs().max().clamp_min(1e-6)
         assert err <= 1e-4, (name, err.item())
+
+
+def test_mixer_inference_keeps_scan_parameters_until_they_change():
+    """Without autograd the mixer keeps A = -exp(A_log), D and the dt bias in
+    float32 between calls; an in-place update, a dtype change or a pickle
+    round trip must never serve stale values."""
+    import pickle
+
+    torch.manual_seed(0)
+    mixer = BiMambaMixer(16).eval()
+    hidden = torch.randn(2, 9, 16)
+
+    def fresh(module, x):  # the same mixer with its cache emptied
+        module._parameter_cache.clear()
+        return module(x)
+
+    with torch.no_grad():
+        first = mixer(hidden)
+        assert torch.equal(mixer(hidden), first)
+        mixer.A_b_log.add_(0.5)
+        mixer.D.mul_(2.0)
+        updated = mixer(hidden)
+        assert not torch.equal(updated, first) and torch.equal(updated, fresh(mixer, hidden))
+        restored = pickle.loads(pickle.dumps(mixer))
+        assert torch.equal(restored(hidden), updated)
+        mixer.double()
+        assert torch.equal(mixer(hidden.double()), fresh(mixer, hidden.double()))
+    # With autograd the parameters get their gradients.
+    mixer.float()(hidden).sum().backward()
+    assert mixer.A_log.grad is not None and mixer.D_b.grad is not None

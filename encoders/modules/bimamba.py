@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -108,6 +109,9 @@ class BiMambaMixer(nn.Module):
         self.A_b_log = nn.Parameter(torch.empty(self.d_inner, d_state))
         self.D_b = nn.Parameter(torch.empty(self.d_inner))
         self._init_ssm(dt_min, dt_max, dt_init_floor, dt_scale)
+        # id(A_log) -> (weak references to A_log, D, dt bias; their stamps; the
+        # float32 values the scan takes): see _scan_parameters.
+        self._parameter_cache: dict[int, tuple] = {}
 
     @torch.no_grad()
     def _init_ssm(self, dt_min: float, dt_max: float, dt_init_floor: float, dt_scale: float) -> None:
@@ -212,7 +216,31 @@ class BiMambaMixer(nn.Module):
         x_dbl = torch.bmm(x_proj.weight.expand(batch, -1, -1), x)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
         delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)
-        return x, delta, -torch.exp(A_log.float()), B, C, D.float(), dt_proj.bias.float()
+        A, D, delta_bias = self._scan_parameters(A_log, D, dt_proj.bias)
+        return x, delta, A, B, C, D, delta_bias
+
+    def _scan_parameters(self, A_log: Tensor, D: Tensor, delta_bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(A, D, delta_bias) as the scan takes them: float32, A = -exp(A_log).
+        Without autograd they are kept between calls, per parameter and its
+        version (an in-place update or a new tensor makes them anew): in
+        inference they were five small kernel launches a direction and layer
+        (about 4 % of VideoMamba-Ti's GPU time at 8 frames, and more of the host's)."""
+        params = (A_log, D, delta_bias)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return -torch.exp(A_log.float()), D.float(), delta_bias.float()
+        # What identifies a parameter's current values: the object, its version
+        # (in-place updates), and its storage (.to() and .cuda() swap .data).
+        stamps = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
+        cached = self._parameter_cache.get(id(A_log))
+        if cached is not None and cached[1] == stamps and all(ref() is p for ref, p in zip(cached[0], params)):
+            return cached[2]
+        values = (-torch.exp(A_log.float()), D.float(), delta_bias.float())
+        self._parameter_cache[id(A_log)] = (tuple(weakref.ref(p) for p in params), stamps, values)
+        return values
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        return {**state, "_parameter_cache": {}}  # weak references do not pickle; the cache refills
 
     def _fused_scan(self, xz: Tensor, valid_length: Optional[int] = None) -> Tensor:
         """Both directions without flips: the backward direction's conv is
