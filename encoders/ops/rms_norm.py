@@ -86,7 +86,7 @@ def _launch(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: flo
     hidden = hidden.contiguous()
     residual = residual.contiguous() if residual is not None else None
     rows = hidden.numel() // width
-    length = hidden.shape[-2] if hidden.dim() > 1 else 1
+    length = hidden.shape[-2]  # callers send 1-D input to the reference
     padded_length = length if padded_length is None else padded_length
     if padded_length < length:
         raise ValueError(f"add_rms_norm: padded_length {padded_length} is shorter than the sequence ({length})")
