@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..ops.autograd import needs_autograd
 from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair_triton
 from ..ops.channel_major_linear import channel_major_linear
 from ..ops.selective_scan import resolve_scan_backend, selective_scan
@@ -21,6 +22,10 @@ from ..ops.triton_scan import bidirectional_selective_scan_triton
 BACKWARD_ORDERS = ("full", "temporal", "spatial")
 #: Inference pads sequences to a multiple of this many tokens (see BiMambaMixer.forward).
 _ROW_ALIGNMENT = 16
+
+
+def _aligned(length: int) -> int:
+    return -(-length // _ROW_ALIGNMENT) * _ROW_ALIGNMENT
 
 
 @dataclass(frozen=True)
@@ -135,10 +140,8 @@ class BiMambaMixer(nn.Module):
         on: its length, rounded up to a multiple of _ROW_ALIGNMENT on the
         one-launch inference path (see :meth:`forward`). A caller that makes
         the input anyway (the block's norm) can pad it there for free."""
-        length = hidden.shape[1]
-        if self.backward_order == "full" and self._fused_bidirectional(hidden) and not self._needs_grad(hidden):
-            return -(-length // _ROW_ALIGNMENT) * _ROW_ALIGNMENT
-        return length
+        _, padded_inference = self._paths(hidden)
+        return _aligned(hidden.shape[1]) if padded_inference else hidden.shape[1]
 
     def forward(self, hidden: Tensor, layout: Optional[TokenLayout] = None, length: Optional[int] = None) -> Tensor:
         """hidden: (batch, length, d_model) -> (batch, length, d_model).
@@ -161,9 +164,8 @@ class BiMambaMixer(nn.Module):
         """
         batch = hidden.shape[0]
         length = hidden.shape[1] if length is None else length
-        fused = self.backward_order == "full" and self._fused_bidirectional(hidden)
-        inference = fused and not self._needs_grad(hidden)
-        padded = self.padded_length(hidden[:, :length])
+        fused, inference = self._paths(hidden)
+        padded = _aligned(length) if inference else length
         if hidden.shape[1] != padded:
             hidden = F.pad(hidden[:, :length], (0, 0, 0, padded - length))
         # in_proj as W @ hidden^T over all (batch, length) columns: the result
@@ -198,8 +200,13 @@ class BiMambaMixer(nn.Module):
         y_b = self._scan(xz_b, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
         return y + (y_b.flip(-1) if inverse is None else y_b.index_select(-1, inverse))
 
+    def _paths(self, hidden: Tensor) -> tuple[bool, bool]:
+        """(the one-launch Triton path, inference on it: padded rows, see forward)."""
+        fused = self.backward_order == "full" and self._fused_bidirectional(hidden)
+        return fused, fused and not self._needs_grad(hidden)
+
     def _needs_grad(self, hidden: Tensor) -> bool:
-        return torch.is_grad_enabled() and (hidden.requires_grad or self.A_log.requires_grad)
+        return needs_autograd(hidden, self.A_log)
 
     def _fused_bidirectional(self, hidden: Tensor) -> bool:
         """Use the one-launch Triton path: CUDA tensors and the backend resolves to "triton"."""
@@ -226,7 +233,7 @@ class BiMambaMixer(nn.Module):
         inference they were five small kernel launches a direction and layer
         (about 4 % of VideoMamba-Ti's GPU time at 8 frames, and more of the host's)."""
         params = (A_log, D, delta_bias)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        if needs_autograd(*params):
             return -torch.exp(A_log.float()), D.float(), delta_bias.float()
         # What identifies a parameter's current values: the object, its version
         # (in-place updates), and its storage (.to() and .cuda() swap .data).
@@ -239,8 +246,7 @@ class BiMambaMixer(nn.Module):
         return values
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        return {**state, "_parameter_cache": {}}  # weak references do not pickle; the cache refills
+        return {**super().__getstate__(), "_parameter_cache": {}}  # weak references do not pickle; the cache refills
 
     def _fused_scan(self, xz: Tensor, valid_length: Optional[int] = None) -> Tensor:
         """Both directions without flips: the backward direction's conv is

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .autograd import needs_autograd
+
 logger = logging.getLogger(__name__)
 
 try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs lack it.
@@ -202,9 +204,6 @@ def causal_conv1d(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool 
         fused = _causal_conv1d_package()
         if fused is not None and not reverse and 2 <= w.shape[1] <= 4:
             return fused(x, w.to(x.dtype), None if bias is None else bias.to(x.dtype), "silu" if silu else None)
-        needs_grad = torch.is_grad_enabled() and (
-            x.requires_grad or w.requires_grad or (bias is not None and bias.requires_grad)
-        )
-        if triton is not None and not needs_grad:
+        if triton is not None and not needs_autograd(x, w, bias):
             return causal_conv1d_triton(x, w, bias, silu, reverse=reverse)
     return causal_conv1d_reference(x, w, bias, silu, reverse=reverse)

@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .autograd import needs_autograd
+
 try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs lack it.
     import triton
     import triton.language as tl
@@ -107,8 +109,6 @@ def channel_major_linear(y: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     ``config``: the kernel's tile (default :meth:`ChannelMajorLinearConfig.for_rows`)."""
     if y.dim() != 3 or weight.dim() != 2 or weight.shape[1] != y.shape[1]:
         raise ValueError(f"channel_major_linear: y {tuple(y.shape)} does not fit weight {tuple(weight.shape)}")
-    needs_graph = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (y, weight, bias))
-    if triton is None or not y.is_cuda or needs_graph or y.stride(-1) != 1:
+    if triton is None or not y.is_cuda or needs_autograd(y, weight, bias) or y.stride(-1) != 1:
         return channel_major_linear_reference(y, weight, bias)
     return _launch(y, weight, bias, config)

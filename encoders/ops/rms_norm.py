@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .autograd import needs_autograd
+
 try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs lack it.
     import triton
     import triton.language as tl
@@ -61,12 +63,8 @@ if triton is not None:
                  mask=mask)
 
 
-def _needs_graph(*tensors: Optional[Tensor]) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
 def _fused_path(hidden: Tensor, residual: Optional[Tensor], weight: Tensor) -> bool:
-    return (triton is not None and hidden.is_cuda and not _needs_graph(hidden, residual, weight)
+    return (triton is not None and hidden.is_cuda and not needs_autograd(hidden, residual, weight)
             and (residual is None or residual.shape == hidden.shape) and weight.shape == hidden.shape[-1:])
 
 

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .autograd import needs_autograd
 from .triton_scan import bidirectional_selective_scan_triton, triton_available, triton_scan_preferred
 
 logger = logging.getLogger(__name__)
@@ -150,8 +151,7 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with mamba-ssm's contract (see the module docstring)."""
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    needs_grad = needs_autograd(u, delta, A, B, C, D, z, delta_bias)
     chosen = resolve_scan_backend(backend, u.device, problem=(u.shape[0], u.shape[1]), needs_grad=needs_grad)
     if chosen == "triton" and return_last_state:
         if backend == "triton":
