@@ -12,7 +12,10 @@ inference path pads to), side by side in one process:
   * in_proj            : cuBLAS mm, W @ hidden^T;
   * convs              : both directions' Triton conv + SiLU, one kernel each;
   * convs, one pass    : both in one kernel (``causal_conv1d_pair_triton``, what the mixer runs now);
-  * x_proj + dt_proj   : both directions' batched GEMMs (cuBLAS, broadcast weights);
+  * x_proj + dt_proj   : both directions' batched GEMMs (cuBLAS, broadcast weights), the
+                         softplus left to the scan (what the mixer's training path runs);
+  * ... + softplus, Triton dt : x_proj on cuBLAS, then both directions' dt_proj + bias + softplus
+                         in one Triton kernel (``softplus_dt_projection_pair``, what inference runs);
   * out_proj, bmm      : cuBLAS bmm of y^T read in place (what the mixer ran before);
   * out_proj, Triton   : ``encoders.ops.channel_major_linear`` (what it runs now);
   * add + RMSNorm      : ``encoders.ops.rms_norm.add_rms_norm`` (token-major, no rows to align).
@@ -42,6 +45,7 @@ from encoders.ops.channel_major_linear import (  # noqa: E402
     channel_major_linear_reference,
 )
 from encoders.ops.channel_major_linear import _launch as out_proj_launch  # noqa: E402
+from encoders.ops.dt_projection import softplus_dt_projection_pair  # noqa: E402
 from encoders.ops.rms_norm import add_rms_norm  # noqa: E402
 from scan_speed import copy_bandwidth, cuda_time, median_times  # noqa: E402
 
@@ -66,6 +70,7 @@ class Layer:
         self.conv = [(0.5 * torch.randn(self.dim, 4, **bf16), 0.1 * torch.randn(self.dim, **bf16)) for _ in range(2)]
         self.x_proj = [self.dim ** -0.5 * torch.randn(self.rank + 2 * STATE, self.dim, **bf16) for _ in range(2)]
         self.dt_proj = [self.rank ** -0.5 * torch.randn(self.dim, self.rank, **bf16) for _ in range(2)]
+        self.dt_bias = [torch.randn(self.dim, **bf16) - 4.0 for _ in range(2)]
         self.out_proj = self.dim ** -0.5 * torch.randn(d_model, self.dim, **bf16)
         self.xz = self.run_in_proj()
         self.u = self.run_convs()
@@ -87,6 +92,10 @@ class Layer:
             x_dbl = torch.bmm(x_proj.expand(self.batch, -1, -1), u)
             torch.bmm(dt_proj.expand(self.batch, -1, -1), x_dbl[:, :self.rank])
 
+    def run_projections_softplus(self) -> None:
+        lows = [torch.bmm(x_proj.expand(self.batch, -1, -1), u)[:, :self.rank] for u, x_proj in zip(self.u, self.x_proj)]
+        softplus_dt_projection_pair(*zip(lows, self.dt_proj, self.dt_bias))
+
 
 def floors(d_model: int, batch: int, length: int) -> dict[str, float]:
     """Bytes each step must move (bf16 activations; the residual stream is float32)."""
@@ -96,6 +105,7 @@ def floors(d_model: int, batch: int, length: int) -> dict[str, float]:
         "convs": 2 * 2 * tokens * 2 * dim,
         "convs, one pass": 2 * tokens * 3 * dim,
         "x_proj + dt_proj": 2 * 2 * tokens * (dim + 2 * dim),  # read u; write delta (B, C, dt are small)
+        "x_proj + dt_proj + softplus, Triton dt": 2 * 2 * tokens * (dim + 2 * dim),
         "out_proj, bmm": 2 * tokens * (dim + d_model),
         "out_proj, Triton": 2 * tokens * (dim + d_model),
         "add + RMSNorm": tokens * d_model * (2 + 4 + 4 + 2),
@@ -108,6 +118,7 @@ def step_timers(layer: Layer, residual: torch.Tensor, hidden3d: torch.Tensor, we
         "convs": lambda: cuda_time(layer.run_convs),
         "convs, one pass": lambda: cuda_time(layer.run_convs_pair),
         "x_proj + dt_proj": lambda: cuda_time(layer.run_projections),
+        "x_proj + dt_proj + softplus, Triton dt": lambda: cuda_time(layer.run_projections_softplus),
         "out_proj, bmm": lambda: cuda_time(lambda: channel_major_linear_reference(layer.y, layer.out_proj)),
         "out_proj, Triton": lambda: cuda_time(lambda: channel_major_linear(layer.y, layer.out_proj)),
         "add + RMSNorm": lambda: cuda_time(lambda: add_rms_norm(hidden3d, residual, weight, 1e-5)),

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..ops.autograd import needs_autograd
 from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair_triton
 from ..ops.channel_major_linear import channel_major_linear
+from ..ops.dt_projection import softplus_dt_projection_pair
 from ..ops.selective_scan import resolve_scan_backend, selective_scan
 from ..ops.triton_scan import bidirectional_selective_scan_triton
 
@@ -115,8 +116,9 @@ class BiMambaMixer(nn.Module):
         self.D_b = nn.Parameter(torch.empty(self.d_inner))
         self._init_ssm(dt_min, dt_max, dt_init_floor, dt_scale)
         # id(A_log) -> (weak references to A_log, D, dt bias; their stamps; the
-        # float32 values the scan takes): see _scan_parameters.
-        self._parameter_cache: dict[int, tuple] = {}
+        # float32 values the scan takes): see _scan_parameters. Also
+        # ("zero bias", device) -> zeros: see _zero_bias.
+        self._parameter_cache: dict = {}
 
     @torch.no_grad()
     def _init_ssm(self, dt_min: float, dt_max: float, dt_init_floor: float, dt_scale: float) -> None:
@@ -220,8 +222,7 @@ class BiMambaMixer(nn.Module):
         transposed copies. dt_proj's bias goes to the scan (applied before the
         softplus there), as mamba does."""
         batch = x.shape[0]
-        x_dbl = torch.bmm(x_proj.weight.expand(batch, -1, -1), x)
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        dt, B, C = self._split_x_dbl(torch.bmm(x_proj.weight.expand(batch, -1, -1), x))
         delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)
         A, D, delta_bias = self._scan_parameters(A_log, D, dt_proj.bias)
         return x, delta, A, B, C, D, delta_bias
@@ -253,18 +254,40 @@ class BiMambaMixer(nn.Module):
         anti-causal on the unflipped sequence, its projections are pointwise in
         time, and the Triton kernel scans it from the last position to the first.
         ``valid_length`` (inference only): the real length, ``xz`` may be
-        padded after it (see forward); both convs then run in one Triton pass."""
+        padded after it (see forward); both convs then run in one Triton pass,
+        and so do both dt projections with their softplus."""
         x, z = xz.chunk(2, dim=1)
         if valid_length is None:
             u_f = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, silu=True)
             u_b = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
-        else:
-            u_f, u_b = causal_conv1d_pair_triton(x, (self.conv1d.weight, self.conv1d.bias),
-                                                 (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
-                                                 valid_length=valid_length)
-        forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
-        backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
-        return bidirectional_selective_scan_triton(forward, backward, z)
+            forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
+            backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
+            return bidirectional_selective_scan_triton(forward, backward, z)
+        u_f, u_b = causal_conv1d_pair_triton(x, (self.conv1d.weight, self.conv1d.bias),
+                                             (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
+                                             valid_length=valid_length)
+        # dt = softplus(dt_proj(.) + bias) of both directions in one kernel, so
+        # the scan skips its per-element softplus (delta_softplus=False, zero bias).
+        low_f, B_f, C_f = self._split_x_dbl(torch.bmm(self.x_proj.weight.expand(u_f.shape[0], -1, -1), u_f))
+        low_b, B_b, C_b = self._split_x_dbl(torch.bmm(self.x_proj_b.weight.expand(u_b.shape[0], -1, -1), u_b))
+        dt_f, dt_b = softplus_dt_projection_pair((low_f, self.dt_proj.weight, self.dt_proj.bias),
+                                                 (low_b, self.dt_proj_b.weight, self.dt_proj_b.bias))
+        A_f, D_f, _ = self._scan_parameters(self.A_log, self.D, self.dt_proj.bias)
+        A_b, D_b, _ = self._scan_parameters(self.A_b_log, self.D_b, self.dt_proj_b.bias)
+        zero = self._zero_bias(u_f.device)
+        return bidirectional_selective_scan_triton((u_f, dt_f, A_f, B_f, C_f, D_f, zero),
+                                                   (u_b, dt_b, A_b, B_b, C_b, D_b, zero), z, delta_softplus=False)
+
+    def _split_x_dbl(self, x_dbl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x_proj's output (b, dt_rank + 2 * d_state, l) -> views (dt_low, B, C)."""
+        return torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+
+    def _zero_bias(self, device: torch.device) -> Tensor:
+        """float32 zeros (d_inner,), kept per device: the scan's delta bias when dt arrives with its bias added."""
+        key = ("zero bias", device)
+        if key not in self._parameter_cache:
+            self._parameter_cache[key] = torch.zeros(self.d_inner, device=device)
+        return self._parameter_cache[key]
 
     def _scan(
         self, xz: Tensor, conv: nn.Conv1d, x_proj: nn.Linear, dt_proj: nn.Linear, A_log: Tensor, D: Tensor
