@@ -31,6 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders import create_video_encoder  # noqa: E402
+from encoders.ops.patch_embed import patch_embed  # noqa: E402
 
 logger = logging.getLogger("encoder_speed")
 
@@ -66,7 +67,8 @@ class JointAttentionViT(nn.Module):
         return weights.softmax(dim=-1) @ v
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(video).flatten(2).transpose(1, 2)
+        # the same GEMM patch embedding as VideoMamba's (encoders.ops.patch_embed), not cuDNN's slower Conv3d
+        x = patch_embed(video, self.patch_embed.weight, self.patch_embed.bias).flatten(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         b, n, c = x.shape
         for blk in self.blocks:

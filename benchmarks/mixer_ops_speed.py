@@ -55,7 +55,10 @@ FRAMES = (8, 16, 32, 64)
 ALIGNMENT = 16
 OUT_PROJ_TILES = [ChannelMajorLinearConfig(), ChannelMajorLinearConfig(64, 64, 64),
                   ChannelMajorLinearConfig(128, 64, 32), ChannelMajorLinearConfig(128, 128, 64, 8),
-                  ChannelMajorLinearConfig(128, 64, 64, 4, 2), ChannelMajorLinearConfig(128, 64, 64, 8, 4)]
+                  ChannelMajorLinearConfig(128, 64, 64, 4, 2), ChannelMajorLinearConfig(128, 64, 64, 8, 4),
+                  ChannelMajorLinearConfig(64, 256, 64, 8), ChannelMajorLinearConfig(64, 256, 32, 8),
+                  ChannelMajorLinearConfig(128, 256, 64, 8), ChannelMajorLinearConfig(64, 256, 64, 4),
+                  ChannelMajorLinearConfig(32, 256, 64, 4)]
 
 
 class Layer:

@@ -41,7 +41,9 @@ torch.manual_seed(0)
 errors = {}
 for name, (batch, k, length, stride, n), with_bias in [("odd sizes, bias", (2, 70, 131, 131, 45), True),
                                                         ("one token, no bias", (3, 64, 1, 1, 192), False),
-                                                        ("rows padded to 16", (2, 70, 131, 144, 45), True)]:
+                                                        ("rows padded to 16", (2, 70, 131, 144, 45), True),
+                                                        ("rows padded to 16, 300 features", (1, 70, 131, 144, 300),
+                                                         True)]:
     y = torch.randn(batch, 2 * k, stride)[:, k:, :length]  # a channel slice, as a strided view
     weight = torch.randn(n, k)
     bias = torch.randn(n) if with_bias else None
@@ -55,9 +57,9 @@ print(json.dumps(errors))
 
 def test_kernel_matches_float64_in_the_interpreter():
     """The kernel's indexing (transposed tiles, masks at odd sizes, strided y;
-    both tiles ``for_rows`` picks) on the CPU through Triton's interpreter, float32."""
+    the three tiles ``for_problem`` picks) on the CPU through Triton's interpreter, float32."""
     results = run_in_triton_interpreter(KERNEL_CHECK)
-    assert len(results) == 3
+    assert len(results) == 4
     for case, error in results.items():
         assert error <= 1e-6, (case, error)
 

@@ -9,6 +9,7 @@ import torch
 
 from encoders import TokenLayout, create_video_encoder, list_video_encoders, load_video_weights
 from encoders.modules.bimamba import BiMambaMixer, _backward_permutation
+from encoders.ops.patch_embed import patch_embed
 from tests.triton_interpreter import run_in_triton_interpreter
 
 TINY = dict(depth=2, embed_dim=32, img_size=32, num_frames=4)
@@ -159,6 +160,23 @@ def test_kaist_variant_uses_tubelets_and_a_joint_position_table():
     grid = model.pos_embed[0, 1:].reshape(2, 4, 32)
     torch.testing.assert_close(grid[0], grid[1])
     assert model(torch.randn(1, 3, 4, 32, 32), output="frames").shape == (1, 2, 32)
+
+
+@pytest.mark.parametrize("kernel, size, bias", [((1, 16, 16), (4, 48, 40), True), ((2, 4, 3), (6, 10, 13), False)])
+def test_patch_embedding_is_the_conv3d(kernel, size, bias):
+    """The tubelet GEMM the encoder embeds with equals Conv3d(kernel == stride),
+    including sizes past the last whole patch (dropped), and passes gradients."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(3, 8, kernel, stride=kernel, bias=bias).double()
+    video = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    out = patch_embed(video, conv.weight, conv.bias)
+    expected = conv(video).flatten(3).permute(0, 2, 3, 1)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), (video, conv.weight))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (video, conv.weight))
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["videomamba_tiny", "videomamba_kaist"])

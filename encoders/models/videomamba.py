@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..modules.bimamba import BACKWARD_ORDERS, BiMambaMixer, TokenLayout
 from ..modules.block import DropPath, MambaBlock, RMSNorm
+from ..ops.patch_embed import patch_embed
 from .pos_embed import resize_joint_pos_embed, resize_spatial_pos_embed, resize_temporal_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -182,9 +183,10 @@ class VideoMamba(nn.Module):
             )
         if video.shape[2] % self.cfg.tubelet_size:
             raise ValueError(f"{video.shape[2]} frames is not a multiple of tubelet_size {self.cfg.tubelet_size}")
-        x = self.patch_embed.proj(video)  # (B, C, T', h, w)
-        batch, dim, frames, h, w = x.shape
-        x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', h*w, C)
+        proj = self.patch_embed.proj
+        x = patch_embed(video, proj.weight, proj.bias)  # (B, T', h*w, C): the Conv3d, as one GEMM
+        batch, frames, _, dim = x.shape
+        h, w = video.shape[3] // self.cfg.patch_size, video.shape[4] // self.cfg.patch_size
         pos, temporal = self._positions(frames, (h, w))
         cls = self.cls_token + pos[:, :1]
         if temporal is not None:

@@ -39,13 +39,18 @@ class ChannelMajorLinearConfig:
     num_stages: int = 3
 
     @staticmethod
-    def for_rows(row_stride: int) -> "ChannelMajorLinearConfig":
+    def for_problem(row_stride: int, out_features: int) -> "ChannelMajorLinearConfig":
         """The best tile of ``benchmarks/mixer_ops_speed.py --tiles`` on an H100
-        for y rows of this stride: Triton vectorises loads of rows that start
-        at multiples of 16 elements, and compiles another pipeline for them."""
-        if row_stride % 16 == 0:
-            return ChannelMajorLinearConfig(block_t=128, block_n=128, block_k=64, num_warps=8)
-        return ChannelMajorLinearConfig()
+        for y rows of this stride and this many output features: Triton
+        vectorises loads of rows that start at multiples of 16 elements, and
+        compiles another pipeline for them; there, up to 256 features (Ti's
+        192) are best done by one program, which reads its tile of y once
+        (1.1-1.25x the 128 x 128 tile), and more (S's 384) by 128 at a time."""
+        if row_stride % 16:
+            return ChannelMajorLinearConfig()
+        if out_features <= 256:
+            return ChannelMajorLinearConfig(block_t=64, block_n=256, block_k=64, num_warps=8)
+        return ChannelMajorLinearConfig(block_t=128, block_n=128, block_k=64, num_warps=8)
 
 
 if triton is not None:
@@ -89,7 +94,7 @@ def _launch(y: Tensor, weight: Tensor, bias: Optional[Tensor],
             config: Optional[ChannelMajorLinearConfig] = None) -> Tensor:
     """The Triton kernel on y's device (CUDA, or the CPU under TRITON_INTERPRET=1)."""
     batch, in_features, length = y.shape
-    config = config or ChannelMajorLinearConfig.for_rows(y.stride(1))
+    config = config or ChannelMajorLinearConfig.for_problem(y.stride(1), weight.shape[0])
     out_features = weight.shape[0]
     out = torch.empty(batch, length, out_features, device=y.device, dtype=y.dtype)
     weight = weight.contiguous()
@@ -106,7 +111,7 @@ def channel_major_linear(y: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
                          config: Optional[ChannelMajorLinearConfig] = None) -> Tensor:
     """y (batch, in_features, length), weight (out_features, in_features), bias
     (out_features,) or None -> (batch, length, out_features) in y's dtype.
-    ``config``: the kernel's tile (default :meth:`ChannelMajorLinearConfig.for_rows`)."""
+    ``config``: the kernel's tile (default :meth:`ChannelMajorLinearConfig.for_problem`)."""
     if y.dim() != 3 or weight.dim() != 2 or weight.shape[1] != y.shape[1]:
         raise ValueError(f"channel_major_linear: y {tuple(y.shape)} does not fit weight {tuple(weight.shape)}")
     if triton is None or not y.is_cuda or needs_autograd(y, weight, bias) or y.stride(-1) != 1:
