@@ -220,7 +220,8 @@ def test_gluon_forward_matches_float64(tile, dtype, tol, batch, dim, length):
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("splits", [2, 7, 1000])
 @pytest.mark.parametrize("bidirectional,gate,softplus", [(True, True, True), (False, True, True),
-                                                         (True, False, True), (False, False, False)])
+                                                         (True, False, True), (False, False, False),
+                                                         (True, True, False)])  # the last: the mixer's inference
 def test_gluon_forward_split_and_optional_parts(splits, bidirectional, gate, softplus, parallel):
     from encoders.ops.gluon_scan import GluonScanConfig
 
