@@ -126,7 +126,7 @@ def _conv_block(length: int) -> int:
     so it is not 16-byte aligned and runs as one 2-byte load per element: with
     eight elements a thread (1024) a warp's load spans 512 bytes and the L1
     traffic, not DRAM, was the bound (ncu: 93 % memory throughput, 28 % DRAM);
-    512 is 1.14-1.21x faster on an H100 (docs/benchmarks.md)."""
+    512 is 1.04-1.21x faster on an H100 (docs/benchmarks.md)."""
     return min(512, triton.next_power_of_2(max(length, 16)))
 
 
