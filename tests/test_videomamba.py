@@ -311,6 +311,27 @@ def test_cuda_encoder_matches_cpu_encoder():
 
 
 @pytest.mark.gpu
+def test_cuda_encoder_under_autocast_matches_cpu_encoder():
+    """The app's GPU path (index.encoder): float32 weights under bf16 autocast,
+    inference mode, our Triton kernels (padded rows, the dt kernel on bf16 rows
+    with float32 weights), against the float32 CPU path."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    torch.manual_seed(0)
+    model = create_video_encoder("videomamba_tiny", depth=4, embed_dim=64, img_size=64, num_frames=8).eval()
+    video = torch.randn(2, 3, 8, 64, 64)
+    with torch.inference_mode():
+        expected = model(video, output="tokens")
+        for module in model.modules():
+            if isinstance(module, BiMambaMixer):
+                module.scan_backend = "triton"
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            actual = model.cuda()(video.cuda(), output="tokens").float().cpu()
+    err = ((actual - expected).norm() / expected.norm()).item()
+    assert err <= 2e-2, err
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
 @pytest.mark.parametrize("length", [1 + 8 * 49, 400, 401])
 def test_fused_bidirectional_mixer_matches_unfused(dtype, tol, length):
