@@ -144,7 +144,7 @@ def _launch(forward: DtInputs, backward: DtInputs) -> tuple[Tensor, Tensor]:
     out_b = torch.empty_like(out_f)
     grid = (triton.cdiv(dim, _BLOCK_D), triton.cdiv(length, _BLOCK_L), 2 * batch)
     _softplus_dt_kernel[grid](
-        low_f, w_f.contiguous(), bias_f, out_f, low_b, w_b.contiguous(), bias_b, out_b,
+        low_f, w_f.contiguous(), bias_f.contiguous(), out_f, low_b, w_b.contiguous(), bias_b.contiguous(), out_b,
         dim, rank, length, low_f.stride(0), low_f.stride(1),
         RANK_PAD=max(16, triton.next_power_of_2(rank)), BLOCK_D=_BLOCK_D, BLOCK_L=_BLOCK_L,
         IEEE_DOT=low_f.dtype == torch.float32, FAST_LOG=os.environ.get("TRITON_INTERPRET") != "1")
