@@ -96,7 +96,8 @@ class Layer:
             torch.bmm(dt_proj.expand(self.batch, -1, -1), x_dbl[:, :self.rank])
 
     def run_projections_softplus(self) -> None:
-        lows = [torch.bmm(x_proj.expand(self.batch, -1, -1), u)[:, :self.rank] for u, x_proj in zip(self.u, self.x_proj)]
+        lows = [torch.bmm(x_proj.expand(self.batch, -1, -1), u)[:, :self.rank]
+                for u, x_proj in zip(self.u, self.x_proj)]
         softplus_dt_projection_pair(*zip(lows, self.dt_proj, self.dt_bias))
 
 
