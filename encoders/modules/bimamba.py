@@ -222,7 +222,7 @@ class BiMambaMixer(nn.Module):
         transposed copies. dt_proj's bias goes to the scan (applied before the
         softplus there), as mamba does."""
         batch = x.shape[0]
-        dt, B, C = self._split_x_dbl(torch.bmm(x_proj.weight.expand(batch, -1, -1), x))
+        dt, B, C = self._x_projection(x, x_proj)
         delta = torch.bmm(dt_proj.weight.expand(batch, -1, -1), dt)
         A, D, delta_bias = self._scan_parameters(A_log, D, dt_proj.bias)
         return x, delta, A, B, C, D, delta_bias
@@ -268,8 +268,8 @@ class BiMambaMixer(nn.Module):
                                              valid_length=valid_length)
         # dt = softplus(dt_proj(.) + bias) of both directions in one kernel, so
         # the scan skips its per-element softplus (delta_softplus=False, zero bias).
-        low_f, B_f, C_f = self._split_x_dbl(torch.bmm(self.x_proj.weight.expand(u_f.shape[0], -1, -1), u_f))
-        low_b, B_b, C_b = self._split_x_dbl(torch.bmm(self.x_proj_b.weight.expand(u_b.shape[0], -1, -1), u_b))
+        low_f, B_f, C_f = self._x_projection(u_f, self.x_proj)
+        low_b, B_b, C_b = self._x_projection(u_b, self.x_proj_b)
         dt_f, dt_b = softplus_dt_projection_pair((low_f, self.dt_proj.weight, self.dt_proj.bias),
                                                  (low_b, self.dt_proj_b.weight, self.dt_proj_b.bias))
         A_f, D_f, _ = self._scan_parameters(self.A_log, self.D, self.dt_proj.bias)
@@ -278,8 +278,10 @@ class BiMambaMixer(nn.Module):
         return bidirectional_selective_scan_triton((u_f, dt_f, A_f, B_f, C_f, D_f, zero),
                                                    (u_b, dt_b, A_b, B_b, C_b, D_b, zero), z, delta_softplus=False)
 
-    def _split_x_dbl(self, x_dbl: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x_proj's output (b, dt_rank + 2 * d_state, l) -> views (dt_low, B, C)."""
+    def _x_projection(self, x: Tensor, x_proj: nn.Linear) -> tuple[Tensor, Tensor, Tensor]:
+        """x (b, d_inner, l) -> views (dt_low, B, C) of x_proj's output, one
+        batched GEMM with the weight broadcast (no transposed copy)."""
+        x_dbl = torch.bmm(x_proj.weight.expand(x.shape[0], -1, -1), x)
         return torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
 
     def _zero_bias(self, device: torch.device) -> Tensor:
