@@ -122,11 +122,11 @@ def _valid_length(length: int, valid_length: Optional[int]) -> int:
 
 def _conv_block(length: int) -> int:
     """Positions a program covers: at most 512, four a thread with the default
-    four warps. Each tap's load is offset from the positions by a few elements,
-    so it is not 16-byte aligned and runs as one 2-byte load per element: with
-    eight elements a thread (1024) a warp's load spans 512 bytes and the L1
-    traffic, not DRAM, was the bound (ncu: 93 % memory throughput, 28 % DRAM);
-    512 is 1.04-1.21x faster on an H100 (docs/benchmarks.md)."""
+    four warps: 1.04-1.21x faster than 1024 on an H100, the best of nine tiles
+    (docs/benchmarks.md). Each tap's load is offset from the positions by a few
+    elements, so it runs as one 2-byte load per element; ncu put the kernel at
+    93 % memory throughput but 28 % DRAM. Making each warp's load contiguous
+    did not help, so what bounds it is still open."""
     return min(512, triton.next_power_of_2(max(length, 16)))
 
 

@@ -92,7 +92,7 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device,
     this project's kernels only where they were measured to beat mamba-ssm
     (:func:`triton_scan_preferred`); without it, or
     without mamba-ssm, "auto" on CUDA is Triton. With the Gluon forward ours
-    is taken at every shape: inference was measured 2.3-3x faster end to end,
+    is taken at every shape: inference was measured 2.6-3.3x faster end to end,
     training steps about level at VideoMamba-Ti and 1.03-1.14x at -S, with
     12 % less peak memory (8-64 frames). Without Gluon, only where the
     Triton kernels have enough parallel work.

@@ -133,7 +133,7 @@ def triton_scan_preferred(batch: int, dim: int, config: TritonScanConfig = DEFAU
     Measured on an H100 (docs/benchmarks.md). With the Gluon kernels (where
     Gluon is available): forward 2.4-4.3x and backward 1.66-2.12x two mamba-ssm
     calls at every VideoMamba-Ti and -S shape measured (8-64 frames, batch
-    4-32); whole-encoder inference 2.3-3.0x; training steps 1.08-1.46x at Ti
+    4-32); whole-encoder inference 2.6-3.3x; training steps 1.08-1.46x at Ti
     (four runs) and 1.28-1.63x at S, with 13 % less peak memory; so always. Without it, the
     Triton kernels win only with enough (batch x channel block) programs: the
     forward from
