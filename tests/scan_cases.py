@@ -54,9 +54,11 @@ def reference_bidirectional(fwd: dict, bwd: Optional[dict], z: Optional[torch.Te
 
 def triton_errors(batch: int, dim: int, length: int, config=None, bidirectional: bool = True, gate: bool = True,
                   softplus: bool = True, dtype: torch.dtype = torch.float32, device: str = "cuda",
-                  seed: int = 0) -> dict[str, float]:
+                  seed: int = 0, delta_shift: float = 0.0, d_skip: bool = True) -> dict[str, float]:
     """Relative errors of the Triton scan's output and of every input gradient
-    against the float64 PyTorch scan, on fresh random inputs and a random cotangent."""
+    against the float64 PyTorch scan, on fresh random inputs and a random cotangent.
+    ``delta_shift`` is added to delta; without ``d_skip`` D is 0 (so that the
+    scan's part of y is not hidden under D * u)."""
     from encoders.ops.triton_scan import DEFAULT_CONFIG, bidirectional_selective_scan_triton
 
     fwd = random_scan_inputs(batch, dim, length, 16, seed=seed, dtype=dtype, device=device)
@@ -65,6 +67,9 @@ def triton_errors(batch: int, dim: int, length: int, config=None, bidirectional:
         inputs["A"] = inputs["A"].float()  # scan parameters are float32, as in the mixer
         if not softplus:
             inputs["delta"] = inputs["delta"].float().exp().to(dtype)
+        inputs["delta"] = inputs["delta"] + delta_shift
+        if not d_skip:
+            inputs["D"] = torch.zeros_like(inputs["D"])
     z = fwd["z"] if gate else None
     directions = {"f": fwd, "b": bwd} if bidirectional else {"f": fwd}
     leaves = {(d, k): inputs[k].detach().clone().requires_grad_(True)

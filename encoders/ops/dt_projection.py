@@ -46,29 +46,7 @@ DtInputs = tuple[Tensor, Tensor, Tensor]
 
 if triton is not None:
 
-    LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
-
-    @triton.jit
-    def _log2(x, FAST: tl.constexpr):
-        """log2 on the special-function unit (``lg2.approx``: absolute error
-        about 2**-22) if FAST, else Triton's (libdevice's polynomial, a dozen
-        FMAs: it made the kernel compute-bound; the interpreter needs it)."""
-        if FAST:
-            return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                             is_pure=True, pack=1)
-        return tl.log2(x)
-
-    @triton.jit
-    def _softplus(x, FAST_LOG: tl.constexpr):
-        """PyTorch's softplus, log(1 + e^x) (x above 20: x), to a relative
-        error below 1e-5 everywhere (tests/test_dt_projection.py): where
-        e^x < 1/32, four terms of log1p's series (below 2e-7 there) instead of
-        log(1 + e^x), in which 1 + e^x would lose e^x's low bits (all of them
-        below x = -17); elsewhere the log is at least 0.03, so the fast log2's
-        absolute error stays below 4e-6 of it."""
-        e = tl.exp(tl.minimum(x, 20.0))
-        series = e * (1.0 - e * (0.5 - e * (0.3333333333333333 - e * 0.25)))
-        return tl.where(x > 20.0, x, tl.where(e < 0.03125, series, LN2 * _log2(1.0 + e, FAST_LOG)))
+    from .triton_softplus import softplus
 
     @triton.jit
     def _softplus_dt_kernel(
@@ -97,7 +75,7 @@ if triton is not None:
         acc = tl.dot(w.to(low.dtype), low, input_precision="ieee" if IEEE_DOT else "tf32")
         acc += tl.load(bias_ptr + d, mask=d < dim, other=0.0).to(tl.float32)[:, None]
         tl.store(out_ptr + (b * dim + d[:, None]) * length + pos[None, :],
-                 _softplus(acc, FAST_LOG).to(out_ptr.dtype.element_ty),
+                 softplus(acc, FAST_LOG).to(out_ptr.dtype.element_ty),
                  mask=(d < dim)[:, None] & (pos < length)[None, :])
 
 

@@ -184,6 +184,8 @@ def _cdiv(a: int, b: int) -> int:
 
 if triton is not None:
 
+    from .triton_softplus import softplus
+
     LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
     @triton.jit
@@ -198,12 +200,6 @@ if triton is not None:
     @triton.jit
     def _keep_last(left, right):
         return right
-
-    @triton.jit
-    def _softplus(x):
-        # PyTorch's softplus: linear above 20; log(1 + e^x) ~ e^x far below 0,
-        # where 1 + e^x would round to 1 in float32.
-        return tl.where(x > 20.0, x, tl.where(x < -15.0, tl.exp(x), tl.log(1.0 + tl.exp(x))))
 
     @triton.jit
     def _program_tile(dim, n_chunks, chunks_per_group, BLOCK_D: tl.constexpr):
@@ -238,7 +234,7 @@ if triton is not None:
         """(dt, delta + bias) of one chunk, (BLOCK_L, BLOCK_D) float32; dt is 0
         at masked positions, so they decay by 1 and take no input."""
         raw = delta_raw.to(tl.float32) + bias[None, :]
-        dt = _softplus(raw) if SOFTPLUS else raw
+        dt = softplus(raw, False) if SOFTPLUS else raw
         return tl.where(mask, dt, 0.0), raw
 
     @triton.jit
