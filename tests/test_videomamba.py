@@ -265,6 +265,32 @@ def test_triton_causal_conv_matches_conv1d(dtype, tol):
                 assert (got.double() - want).abs().max() / want.abs().max() <= tol
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("valid", [1571, 1584, 3])
+def test_triton_conv_pair_on_padded_rows(dtype, tol, valid):
+    """Both convs in one pass on rows laid out as the mixer's inference pads
+    them (a channel slice of in_proj's (channels, batch x length) output, length
+    a multiple of 16, so every row is aligned and the kernel takes vector
+    loads), reading nothing past ``valid`` and writing zeros after it."""
+    from encoders.ops.causal_conv import causal_conv1d_pair_triton, causal_conv1d_reference
+
+    torch.manual_seed(1)
+    batch, dim, padded = 3, 40, 1584
+    xz = torch.randn(2 * dim, batch * padded, device="cuda", dtype=dtype).view(2 * dim, batch, padded).transpose(0, 1)
+    xz[..., valid:] = 1e4  # what lies past the valid length must not reach the outputs
+    x = xz[:, :dim]
+    weights = [torch.randn(dim, 1, 4, device="cuda") for _ in range(2)]
+    biases = [torch.randn(dim, device="cuda") for _ in range(2)]
+    pair = causal_conv1d_pair_triton(x, (weights[0], biases[0]), (weights[1], biases[1]), True, valid_length=valid)
+    for reverse, got in enumerate(pair):
+        expected = torch.zeros(batch, dim, padded, dtype=torch.float64, device="cuda")
+        expected[..., :valid] = causal_conv1d_reference(x[..., :valid].double(), weights[reverse].double(),
+                                                        biases[reverse].double(), True, reverse=bool(reverse))
+        assert got.dtype == dtype
+        assert (got.double() - expected).abs().max() / expected.abs().max() <= tol, reverse
+
+
 CONV_VALID_LENGTH_CHECK = """
 import json, torch
 from encoders.ops.causal_conv import causal_conv1d_pair_triton, causal_conv1d_reference, causal_conv1d_triton

@@ -83,34 +83,81 @@ if triton is not None:
 
 
     @triton.jit
+    def _quarters(x):
+        """The four columns of x (N, 4), each (N,): in-register selects when a
+        thread holds whole rows."""
+        even, odd = tl.split(tl.reshape(x, [x.shape[0], 2, 2]))
+        c0, c2 = tl.split(even)
+        c1, c3 = tl.split(odd)
+        return c0, c1, c2, c3
+
+    @triton.jit
+    def _from_quarters(c0, c1, c2, c3):
+        """Inverse of :func:`_quarters`: (N,) x 4 -> (N, 4)."""
+        return tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), [c0.shape[0], 4])
+
+    @triton.jit
+    def _group_load(x_row, start, length, valid_length):
+        """x at positions start[:, None] + [0, 4), (N, 4) float32, 0 outside
+        [0, valid_length). The mask is whole groups of four wherever ``length``
+        is a multiple of 4, so the load stays one vector load a group; the
+        valid length is applied after it."""
+        pos = start[:, None] + tl.arange(0, 4)[None, :]
+        xv = tl.load(x_row + pos, mask=(pos >= 0) & (pos < length), other=0.0).to(tl.float32)
+        return tl.where(pos < valid_length, xv, 0.0)
+
+    @triton.jit
     def _conv1d_pair_kernel(
         x_ptr, wf_ptr, bf_ptr, wb_ptr, bb_ptr, outf_ptr, outb_ptr,
-        dim, length, valid_length, stride_xb, stride_xd, stride_xl,
-        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, WIDTH: tl.constexpr, BLOCK_L: tl.constexpr,
+        dim, length, valid_length, stride_xb, stride_xd,
+        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """The causal conv (outf) and the anti-causal one (outb) of one x, each
-        input element loaded once for both: offset j - (WIDTH - 1) from a
-        position is causal tap j and anti-causal tap 2 * (WIDTH - 1) - j."""
-        row, d, offs, x_row = _program_row(x_ptr, dim, stride_xb, stride_xd, BLOCK_L)
-        acc_f = tl.zeros([BLOCK_L], dtype=tl.float32)
-        acc_b = tl.zeros([BLOCK_L], dtype=tl.float32)
-        for j in tl.static_range(2 * WIDTH - 1):
-            pos = offs + j - (WIDTH - 1)
-            xv = tl.load(x_row + pos * stride_xl, mask=(pos >= 0) & (pos < valid_length), other=0.0).to(tl.float32)
-            if j < WIDTH:
-                acc_f += tl.load(wf_ptr + d * WIDTH + j).to(tl.float32) * xv
-            if j >= WIDTH - 1:
-                acc_b += tl.load(wb_ptr + d * WIDTH + 2 * (WIDTH - 1) - j).to(tl.float32) * xv
+        """The causal conv (outf) and the anti-causal one (outb) of one x, width
+        4, rows of unit stride. A thread owns groups of 4 positions and loads
+        its group and the groups before and after it (three vector loads, the
+        neighbours mostly from L1); the seven inputs each output needs are then
+        register picks: window w[0..11] = x[start - 4 .. start + 8), and
+        output i (0-3) is sum_k wf[k] w[1 + i + k] causal, sum_k wb[k] w[7 + i - k]
+        anti-causal. (One 2-byte load per tap and element, as a plain
+        shifted load compiles to on misaligned offsets, left the kernel at
+        about half its memory floor.)"""
+        row = tl.program_id(0)
+        d = row % dim
+        x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        start = tl.program_id(1) * BLOCK_L + 4 * tl.arange(0, BLOCK_L // 4)  # (groups,)
+        p0, p1, p2, p3 = _quarters(_group_load(x_row, start - 4, length, valid_length))
+        c0, c1, c2, c3 = _quarters(_group_load(x_row, start, length, valid_length))
+        n0, n1, n2, n3 = _quarters(_group_load(x_row, start + 4, length, valid_length))
+        wf0 = tl.load(wf_ptr + d * 4).to(tl.float32)
+        wf1 = tl.load(wf_ptr + d * 4 + 1).to(tl.float32)
+        wf2 = tl.load(wf_ptr + d * 4 + 2).to(tl.float32)
+        wf3 = tl.load(wf_ptr + d * 4 + 3).to(tl.float32)
+        wb0 = tl.load(wb_ptr + d * 4).to(tl.float32)
+        wb1 = tl.load(wb_ptr + d * 4 + 1).to(tl.float32)
+        wb2 = tl.load(wb_ptr + d * 4 + 2).to(tl.float32)
+        wb3 = tl.load(wb_ptr + d * 4 + 3).to(tl.float32)
+        # causal: output i reads x[i - 3 .. i]; anti-causal: x[i + 3 .. i], taps reversed.
+        f0 = wf0 * p1 + wf1 * p2 + wf2 * p3 + wf3 * c0
+        f1 = wf0 * p2 + wf1 * p3 + wf2 * c0 + wf3 * c1
+        f2 = wf0 * p3 + wf1 * c0 + wf2 * c1 + wf3 * c2
+        f3 = wf0 * c0 + wf1 * c1 + wf2 * c2 + wf3 * c3
+        b0 = wb0 * c3 + wb1 * c2 + wb2 * c1 + wb3 * c0
+        b1 = wb0 * n0 + wb1 * c3 + wb2 * c2 + wb3 * c1
+        b2 = wb0 * n1 + wb1 * n0 + wb2 * c3 + wb3 * c2
+        b3 = wb0 * n2 + wb1 * n1 + wb2 * n0 + wb3 * c3
+        acc_f = _from_quarters(f0, f1, f2, f3)
+        acc_b = _from_quarters(b0, b1, b2, b3)
         if HAS_BIAS:
             acc_f += tl.load(bf_ptr + d).to(tl.float32)
             acc_b += tl.load(bb_ptr + d).to(tl.float32)
         if SILU:
             acc_f = acc_f * tl.sigmoid(acc_f)
             acc_b = acc_b * tl.sigmoid(acc_b)
-        valid = offs < valid_length
-        out = row.to(tl.int64) * length + offs
-        tl.store(outf_ptr + out, tl.where(valid, acc_f, 0.0).to(outf_ptr.dtype.element_ty), mask=offs < length)
-        tl.store(outb_ptr + out, tl.where(valid, acc_b, 0.0).to(outb_ptr.dtype.element_ty), mask=offs < length)
+        pos = start[:, None] + tl.arange(0, 4)[None, :]
+        valid = pos < valid_length
+        out = row.to(tl.int64) * length + pos
+        tl.store(outf_ptr + out, tl.where(valid, acc_f, 0.0).to(outf_ptr.dtype.element_ty), mask=pos < length)
+        tl.store(outb_ptr + out, tl.where(valid, acc_b, 0.0).to(outb_ptr.dtype.element_ty), mask=pos < length)
 
 
 def _valid_length(length: int, valid_length: Optional[int]) -> int:
@@ -121,13 +168,14 @@ def _valid_length(length: int, valid_length: Optional[int]) -> int:
 
 
 def _conv_block(length: int) -> int:
-    """Positions a program covers: at most 512, four a thread with the default
-    four warps: 1.04-1.21x faster than 1024 on an H100, the best of nine tiles
-    (docs/benchmarks.md). Each tap's load is offset from the positions by a few
-    elements, so it runs as one 2-byte load per element; ncu put the kernel at
-    93 % memory throughput but 28 % DRAM. Making each warp's load contiguous
-    did not help, so what bounds it is still open."""
+    """Positions a program covers: at most 512 (1.04-1.21x faster than 1024
+    for the single-direction kernel on an H100, the best of nine tiles; and
+    with two warps, the pair kernel's best of five, docs/benchmarks.md)."""
     return min(512, triton.next_power_of_2(max(length, 16)))
+
+
+#: Warps of a pair-kernel program: two groups of four positions a thread at 512 positions.
+_PAIR_WARPS = 2
 
 
 def causal_conv1d_pair_triton(x: Tensor, forward: tuple[Tensor, Optional[Tensor]],
@@ -148,13 +196,17 @@ def causal_conv1d_pair_triton(x: Tensor, forward: tuple[Tensor, Optional[Tensor]
     w_f, w_b = w_f.reshape(dim, -1).contiguous(), w_b.reshape(dim, -1).contiguous()
     if w_f.shape != w_b.shape:
         raise ValueError(f"causal_conv1d_pair_triton: kernels {tuple(w_f.shape)} and {tuple(w_b.shape)} differ")
+    if w_f.shape[1] != 4:
+        raise ValueError(f"causal_conv1d_pair_triton: kernel width {w_f.shape[1]}, only 4 (VideoMamba's) is built")
+    if x.stride(2) != 1:
+        x = x.contiguous()
     out_f = torch.empty(batch, dim, length, device=x.device, dtype=x.dtype)
     out_b = torch.empty_like(out_f)
     block = _conv_block(length)
     _conv1d_pair_kernel[(batch * dim, triton.cdiv(length, block))](
         x, w_f, w_f if b_f is None else b_f, w_b, w_b if b_b is None else b_b, out_f, out_b,
-        dim, length, valid_length, x.stride(0), x.stride(1), x.stride(2),
-        HAS_BIAS=b_f is not None, SILU=silu, WIDTH=w_f.shape[1], BLOCK_L=block,
+        dim, length, valid_length, x.stride(0), x.stride(1),
+        HAS_BIAS=b_f is not None, SILU=silu, BLOCK_L=block, num_warps=_PAIR_WARPS,
     )
     return out_f, out_b
 
