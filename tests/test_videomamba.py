@@ -291,6 +291,33 @@ def test_triton_conv_pair_on_padded_rows(dtype, tol, valid):
         assert (got.double() - expected).abs().max() / expected.abs().max() <= tol, reverse
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+@pytest.mark.parametrize("length", [1571, 1584])
+def test_triton_conv_pair_gradients_on_the_gpu(dtype, tol, length):
+    """The training path's conv pair on CUDA (odd and aligned rows, as a
+    channel slice of in_proj's output): outputs and all five gradients against
+    float64 ``F.conv1d``, float32 weights as under autocast."""
+    from encoders.ops.causal_conv import causal_conv1d_pair, causal_conv1d_reference
+
+    torch.manual_seed(2)
+    batch, dim = 3, 40
+    xz = torch.randn(2 * dim, batch * length, device="cuda").view(2 * dim, batch, length).transpose(0, 1)
+    x = xz[:, dim:].to(dtype).requires_grad_(True)
+    params = [torch.randn(dim, 1, 4, device="cuda", requires_grad=True), torch.randn(dim, device="cuda", requires_grad=True),
+              torch.randn(dim, 1, 4, device="cuda", requires_grad=True), torch.randn(dim, device="cuda", requires_grad=True)]
+    cotangents = [torch.randn(batch, dim, length, device="cuda", dtype=torch.float64) for _ in range(2)]
+    out = causal_conv1d_pair(x, (params[0], params[1]), (params[2], params[3]))
+    sum((o.double() * c).sum() for o, c in zip(out, cotangents)).backward()
+    exact = [t.detach().double().requires_grad_(True) for t in [x, *params]]
+    ref = (causal_conv1d_reference(exact[0], exact[1], exact[2]),
+           causal_conv1d_reference(exact[0], exact[3], exact[4], reverse=True))
+    sum((o * c).sum() for o, c in zip(ref, cotangents)).backward()
+    for got, want in [*zip(out, ref), *((a.grad, e.grad) for a, e in zip([x, *params], exact))]:
+        assert got.dtype in (dtype, torch.float32)
+        assert (got.double() - want).abs().max() / want.abs().max() <= tol
+
+
 CONV_VALID_LENGTH_CHECK = """
 import json, torch
 from encoders.ops.causal_conv import causal_conv1d_pair_triton, causal_conv1d_reference, causal_conv1d_triton
@@ -319,6 +346,42 @@ def test_triton_conv_valid_length_in_the_interpreter():
     after it, both directions, checked on the CPU through Triton's interpreter."""
     errors = run_in_triton_interpreter(CONV_VALID_LENGTH_CHECK)
     assert len(errors) == 12
+    assert max(errors.values()) <= 1e-5, errors
+
+
+CONV_PAIR_GRADIENT_CHECK = """
+import json, torch
+from encoders.ops.causal_conv import _ConvPairFunction, causal_conv1d_reference
+errors = {}
+for length, bias, silu in ((45, True, True), (64, True, True), (3, True, True), (1, False, True), (37, True, False)):
+    torch.manual_seed(length)
+    xz = torch.randn(2, 2 * 5, length, dtype=torch.float64)
+    x = xz[:, 5:].float().requires_grad_(True)  # odd rows
+    params = [torch.randn(5, 1, 4, requires_grad=True), torch.randn(5, requires_grad=True) if bias else None,
+              torch.randn(5, 1, 4, requires_grad=True), torch.randn(5, requires_grad=True) if bias else None]
+    cot = [torch.randn(2, 5, length, dtype=torch.float64) for _ in range(2)]
+    out = _ConvPairFunction.apply(x, *params, silu)
+    sum((o.double() * c).sum() for o, c in zip(out, cot)).backward()
+    exact = [t.detach().double().requires_grad_(True) if t is not None else None for t in [x, *params]]
+    ref = (causal_conv1d_reference(exact[0], exact[1], exact[2], silu),
+           causal_conv1d_reference(exact[0], exact[3], exact[4], silu, reverse=True))
+    sum((o * c).sum() for o, c in zip(ref, cot)).backward()
+    case = f"length {length}, bias {bias}, silu {silu}"
+    for name, got, want in [("out_f", out[0], ref[0]), ("out_b", out[1], ref[1])] + [
+            (n, a.grad, e.grad) for n, a, e in zip(["x", "w_f", "b_f", "w_b", "b_b"], [x, *params], exact)
+            if a is not None]:
+        errors[f"{case}: {name}"] = ((got.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+print(json.dumps(errors))
+"""
+
+
+def test_triton_conv_pair_gradients_in_the_interpreter():
+    """The training path's conv pair (both directions, Triton forward and
+    backward): outputs and the gradients of x, both weights and both biases
+    against float64 ``F.conv1d``, odd and short lengths, with and without
+    bias and SiLU, through Triton's interpreter."""
+    errors = run_in_triton_interpreter(CONV_PAIR_GRADIENT_CHECK)
+    assert len(errors) == 5 * 7 - 2
     assert max(errors.values()) <= 1e-5, errors
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops.autograd import needs_autograd
-from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair_triton
+from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair, causal_conv1d_pair_triton
 from ..ops.channel_major_linear import channel_major_linear
 from ..ops.dt_projection import softplus_dt_projection_pair
 from ..ops.selective_scan import resolve_scan_backend, selective_scan
@@ -253,13 +253,14 @@ class BiMambaMixer(nn.Module):
         """Both directions without flips: the backward direction's conv is
         anti-causal on the unflipped sequence, its projections are pointwise in
         time, and the Triton kernel scans it from the last position to the first.
+        Both convs run in one Triton pass over x (with autograd in training).
         ``valid_length`` (inference only): the real length, ``xz`` may be
-        padded after it (see forward); both convs then run in one Triton pass,
-        and so do both dt projections with their softplus."""
+        padded after it (see forward); both dt projections then run in one
+        kernel with their softplus."""
         x, z = xz.chunk(2, dim=1)
         if valid_length is None:
-            u_f = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, silu=True)
-            u_b = causal_conv1d(x, self.conv1d_b.weight, self.conv1d_b.bias, silu=True, reverse=True)
+            u_f, u_b = causal_conv1d_pair(x, (self.conv1d.weight, self.conv1d.bias),
+                                          (self.conv1d_b.weight, self.conv1d_b.bias), silu=True)
             forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
             backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
             return bidirectional_selective_scan_triton(forward, backward, z)

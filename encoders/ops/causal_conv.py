@@ -6,6 +6,10 @@ Paths, fastest first:
     input in place, fuses bias and SiLU, writes a contiguous output;
   * ``F.conv1d`` on a padded input (CPU, training without causal-conv1d).
 
+The bidirectional mixer runs both directions' convs (width 4) in one Triton
+pass over x: :func:`causal_conv1d_pair_triton` in inference, and
+:func:`causal_conv1d_pair`, with a Triton backward, in training on CUDA.
+
 ``reverse=True`` gives the anti-causal twin (the causal conv of the reversed
 sequence, put back in order) without flipping anything. ``valid_length`` (the
 Triton path) treats the input as ending there and writes zeros after it: the
@@ -160,6 +164,98 @@ if triton is not None:
         tl.store(outb_ptr + out, tl.where(valid, acc_b, 0.0).to(outb_ptr.dtype.element_ty), mask=pos < length)
 
 
+    @triton.jit
+    def _silu_grad(grad_out, pre, SILU: tl.constexpr):
+        """Gradient at the conv's output before SiLU: grad_out * silu'(pre)."""
+        if SILU:
+            sig = tl.sigmoid(pre)
+            return grad_out * sig * (1.0 + pre * (1.0 - sig))
+        return grad_out
+
+    @triton.jit
+    def _conv1d_pair_bwd_kernel(
+        x_ptr, gf_ptr, gb_ptr, wf_ptr, bf_ptr, wb_ptr, bb_ptr, gx_ptr, part_ptr,
+        dim, length, stride_xb, stride_xd, n_blocks,
+        HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_L: tl.constexpr,
+    ):
+        """Backward of :func:`_conv1d_pair_kernel` (width 4, no valid length).
+        gf / gb: the output gradients, (batch, dim, length) contiguous; gx the
+        input gradient, the same; part: per program, the sums over its
+        positions of the weight and bias gradients, (batch * dim, n_blocks, 10)
+        float32: forward taps 0-3, backward taps 0-3, forward bias, backward bias.
+
+        A thread owns groups of 4 positions [s, s + 4), as in the forward, and
+        reads the window x[s - 4, s + 8) (three vector loads). Its input
+        gradient needs the causal conv's pre-activation gradient at [s, s + 7)
+        and the anti-causal one's at [s - 3, s + 4): both recomputed from the
+        window (so each is computed by two threads; no exchange between them).
+        Window index j is position s - 4 + j."""
+        row = tl.program_id(0)
+        d = row % dim
+        x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        g_row = row.to(tl.int64) * length
+        start = tl.program_id(1) * BLOCK_L + 4 * tl.arange(0, BLOCK_L // 4)
+        w0, w1, w2, w3 = _quarters(_group_load(x_row, start - 4, length, length))
+        w4, w5, w6, w7 = _quarters(_group_load(x_row, start, length, length))
+        w8, w9, w10, w11 = _quarters(_group_load(x_row, start + 4, length, length))
+        uf0, uf1, uf2, uf3 = _quarters(_group_load(gf_ptr + g_row, start, length, length))
+        uf4, uf5, uf6, _ = _quarters(_group_load(gf_ptr + g_row, start + 4, length, length))
+        _, ub1, ub2, ub3 = _quarters(_group_load(gb_ptr + g_row, start - 4, length, length))
+        ub4, ub5, ub6, ub7 = _quarters(_group_load(gb_ptr + g_row, start, length, length))
+        wf0 = tl.load(wf_ptr + d * 4).to(tl.float32)
+        wf1 = tl.load(wf_ptr + d * 4 + 1).to(tl.float32)
+        wf2 = tl.load(wf_ptr + d * 4 + 2).to(tl.float32)
+        wf3 = tl.load(wf_ptr + d * 4 + 3).to(tl.float32)
+        wb0 = tl.load(wb_ptr + d * 4).to(tl.float32)
+        wb1 = tl.load(wb_ptr + d * 4 + 1).to(tl.float32)
+        wb2 = tl.load(wb_ptr + d * 4 + 2).to(tl.float32)
+        wb3 = tl.load(wb_ptr + d * 4 + 3).to(tl.float32)
+        bias_f = 0.0
+        bias_b = 0.0
+        if HAS_BIAS:
+            bias_f = tl.load(bf_ptr + d).to(tl.float32)
+            bias_b = tl.load(bb_ptr + d).to(tl.float32)
+        # Causal, at position s + i: sum_k wf[k] x[s + i - 3 + k] = window 1 + i + k.
+        gf0 = _silu_grad(uf0, bias_f + wf0 * w1 + wf1 * w2 + wf2 * w3 + wf3 * w4, SILU)
+        gf1 = _silu_grad(uf1, bias_f + wf0 * w2 + wf1 * w3 + wf2 * w4 + wf3 * w5, SILU)
+        gf2 = _silu_grad(uf2, bias_f + wf0 * w3 + wf1 * w4 + wf2 * w5 + wf3 * w6, SILU)
+        gf3 = _silu_grad(uf3, bias_f + wf0 * w4 + wf1 * w5 + wf2 * w6 + wf3 * w7, SILU)
+        gf4 = _silu_grad(uf4, bias_f + wf0 * w5 + wf1 * w6 + wf2 * w7 + wf3 * w8, SILU)
+        gf5 = _silu_grad(uf5, bias_f + wf0 * w6 + wf1 * w7 + wf2 * w8 + wf3 * w9, SILU)
+        gf6 = _silu_grad(uf6, bias_f + wf0 * w7 + wf1 * w8 + wf2 * w9 + wf3 * w10, SILU)
+        # Anti-causal, at position s - 4 + i: sum_k wb[k] x[s - 4 + i + 3 - k] = window i + 3 - k.
+        gb1 = _silu_grad(ub1, bias_b + wb0 * w4 + wb1 * w3 + wb2 * w2 + wb3 * w1, SILU)
+        gb2 = _silu_grad(ub2, bias_b + wb0 * w5 + wb1 * w4 + wb2 * w3 + wb3 * w2, SILU)
+        gb3 = _silu_grad(ub3, bias_b + wb0 * w6 + wb1 * w5 + wb2 * w4 + wb3 * w3, SILU)
+        gb4 = _silu_grad(ub4, bias_b + wb0 * w7 + wb1 * w6 + wb2 * w5 + wb3 * w4, SILU)
+        gb5 = _silu_grad(ub5, bias_b + wb0 * w8 + wb1 * w7 + wb2 * w6 + wb3 * w5, SILU)
+        gb6 = _silu_grad(ub6, bias_b + wb0 * w9 + wb1 * w8 + wb2 * w7 + wb3 * w6, SILU)
+        gb7 = _silu_grad(ub7, bias_b + wb0 * w10 + wb1 * w9 + wb2 * w8 + wb3 * w7, SILU)
+        # x[s + i] feeds causal outputs s + i .. s + i + 3 (tap 3 .. 0) and
+        # anti-causal outputs s + i - 3 .. s + i (tap 0 .. 3).
+        gx0 = wf3 * gf0 + wf2 * gf1 + wf1 * gf2 + wf0 * gf3 + wb0 * gb1 + wb1 * gb2 + wb2 * gb3 + wb3 * gb4
+        gx1 = wf3 * gf1 + wf2 * gf2 + wf1 * gf3 + wf0 * gf4 + wb0 * gb2 + wb1 * gb3 + wb2 * gb4 + wb3 * gb5
+        gx2 = wf3 * gf2 + wf2 * gf3 + wf1 * gf4 + wf0 * gf5 + wb0 * gb3 + wb1 * gb4 + wb2 * gb5 + wb3 * gb6
+        gx3 = wf3 * gf3 + wf2 * gf4 + wf1 * gf5 + wf0 * gf6 + wb0 * gb4 + wb1 * gb5 + wb2 * gb6 + wb3 * gb7
+        pos = start[:, None] + tl.arange(0, 4)[None, :]
+        tl.store(gx_ptr + g_row + pos, _from_quarters(gx0, gx1, gx2, gx3).to(gx_ptr.dtype.element_ty),
+                 mask=pos < length)
+        # Weight and bias gradients of this program's own positions s + i (i < 4):
+        # causal tap k pairs output s + i with window 1 + i + k, anti-causal
+        # tap k output s + i (gb4 + i) with window 7 + i - k.
+        part = part_ptr + (row.to(tl.int64) * n_blocks + tl.program_id(1)) * 10
+        tl.store(part + 0, tl.sum(gf0 * w1 + gf1 * w2 + gf2 * w3 + gf3 * w4, axis=0))
+        tl.store(part + 1, tl.sum(gf0 * w2 + gf1 * w3 + gf2 * w4 + gf3 * w5, axis=0))
+        tl.store(part + 2, tl.sum(gf0 * w3 + gf1 * w4 + gf2 * w5 + gf3 * w6, axis=0))
+        tl.store(part + 3, tl.sum(gf0 * w4 + gf1 * w5 + gf2 * w6 + gf3 * w7, axis=0))
+        tl.store(part + 4, tl.sum(gb4 * w7 + gb5 * w8 + gb6 * w9 + gb7 * w10, axis=0))
+        tl.store(part + 5, tl.sum(gb4 * w6 + gb5 * w7 + gb6 * w8 + gb7 * w9, axis=0))
+        tl.store(part + 6, tl.sum(gb4 * w5 + gb5 * w6 + gb6 * w7 + gb7 * w8, axis=0))
+        tl.store(part + 7, tl.sum(gb4 * w4 + gb5 * w5 + gb6 * w6 + gb7 * w7, axis=0))
+        tl.store(part + 8, tl.sum(gf0 + gf1 + gf2 + gf3, axis=0))
+        tl.store(part + 9, tl.sum(gb4 + gb5 + gb6 + gb7, axis=0))
+
+
 def _valid_length(length: int, valid_length: Optional[int]) -> int:
     valid_length = length if valid_length is None else valid_length
     if not 0 <= valid_length <= length:
@@ -209,6 +305,57 @@ def causal_conv1d_pair_triton(x: Tensor, forward: tuple[Tensor, Optional[Tensor]
         HAS_BIAS=b_f is not None, SILU=silu, BLOCK_L=block, num_warps=_PAIR_WARPS,
     )
     return out_f, out_b
+
+
+class _ConvPairFunction(torch.autograd.Function):
+    """Both directions' convs (width 4) with autograd, forward and backward in
+    Triton, each one pass over x; what the bidirectional mixer trains with on
+    CUDA. (PyTorch's depthwise conv kernels and the padding copies in front of
+    them were 17 % of a VideoMamba-Ti training step's GPU time.)"""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w_f: Tensor, b_f: Optional[Tensor], w_b: Tensor, b_b: Optional[Tensor],
+                silu: bool) -> tuple[Tensor, Tensor]:
+        if x.stride(2) != 1:
+            x = x.contiguous()
+        ctx.save_for_backward(x, w_f, b_f, w_b, b_b)
+        ctx.silu = silu
+        return causal_conv1d_pair_triton(x, (w_f, b_f), (w_b, b_b), silu)
+
+    @staticmethod
+    def backward(ctx, grad_f: Tensor, grad_b: Tensor):
+        x, w_f, b_f, w_b, b_b = ctx.saved_tensors
+        batch, dim, length = x.shape
+        block = _conv_block(length)
+        n_blocks = triton.cdiv(length, block)
+        grad_x = torch.empty(batch, dim, length, device=x.device, dtype=x.dtype)
+        parts = torch.empty(batch * dim, n_blocks, 10, device=x.device, dtype=torch.float32)
+        w_f2, w_b2 = w_f.reshape(dim, 4).contiguous(), w_b.reshape(dim, 4).contiguous()
+        _conv1d_pair_bwd_kernel[(batch * dim, n_blocks)](
+            x, grad_f.contiguous(), grad_b.contiguous(), w_f2, w_f2 if b_f is None else b_f, w_b2,
+            w_b2 if b_b is None else b_b, grad_x, parts, dim, length, x.stride(0), x.stride(1), n_blocks,
+            HAS_BIAS=b_f is not None, SILU=ctx.silu, BLOCK_L=block, num_warps=_PAIR_WARPS,
+        )
+        sums = parts.view(batch, dim, n_blocks, 10).sum(dim=(0, 2))  # (dim, 10), float32
+        grad_w_f = sums[:, 0:4].reshape(w_f.shape).to(w_f.dtype)
+        grad_w_b = sums[:, 4:8].reshape(w_b.shape).to(w_b.dtype)
+        grad_b_f = None if b_f is None else sums[:, 8].to(b_f.dtype)
+        grad_b_b = None if b_b is None else sums[:, 9].to(b_b.dtype)
+        return grad_x, grad_w_f, grad_b_f, grad_w_b, grad_b_b, None
+
+
+def causal_conv1d_pair(x: Tensor, forward: tuple[Tensor, Optional[Tensor]],
+                       backward: tuple[Tensor, Optional[Tensor]], silu: bool = True) -> tuple[Tensor, Tensor]:
+    """``causal_conv1d(x, *forward, silu)`` and ``causal_conv1d(x, *backward,
+    silu, reverse=True)``, differentiable. On CUDA with Triton and width-4
+    kernels (VideoMamba's) both run in one Triton pass over x, forward and
+    backward; elsewhere as two ``F.conv1d`` calls."""
+    (w_f, b_f), (w_b, b_b) = forward, backward
+    width = w_f.shape[-1]
+    if x.is_cuda and triton is not None and width == 4 and w_b.shape[-1] == 4 and (b_f is None) == (b_b is None):
+        return _ConvPairFunction.apply(x, w_f, b_f, w_b, b_b, silu)
+    return (causal_conv1d_reference(x, w_f, b_f, silu),
+            causal_conv1d_reference(x, w_b, b_b, silu, reverse=True))
 
 
 def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
