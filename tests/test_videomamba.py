@@ -351,22 +351,25 @@ def test_triton_conv_valid_length_in_the_interpreter():
 
 CONV_PAIR_GRADIENT_CHECK = """
 import json, torch
+import torch.nn.functional as F
 from encoders.ops.causal_conv import _ConvPairFunction, causal_conv1d_reference
 errors = {}
-for length, bias, silu in ((45, True, True), (64, True, True), (3, True, True), (1, False, True), (37, True, False)):
+for length, valid, bias, silu in ((45, 45, True, True), (64, 64, True, True), (3, 3, True, True), (1, 1, False, True),
+                                  (37, 37, True, False), (48, 45, True, True), (16, 2, True, True)):
     torch.manual_seed(length)
     xz = torch.randn(2, 2 * 5, length, dtype=torch.float64)
     x = xz[:, 5:].float().requires_grad_(True)  # odd rows
     params = [torch.randn(5, 1, 4, requires_grad=True), torch.randn(5, requires_grad=True) if bias else None,
               torch.randn(5, 1, 4, requires_grad=True), torch.randn(5, requires_grad=True) if bias else None]
     cot = [torch.randn(2, 5, length, dtype=torch.float64) for _ in range(2)]
-    out = _ConvPairFunction.apply(x, *params, silu)
+    out = _ConvPairFunction.apply(x, *params, silu, valid)
     sum((o.double() * c).sum() for o, c in zip(out, cot)).backward()
     exact = [t.detach().double().requires_grad_(True) if t is not None else None for t in [x, *params]]
-    ref = (causal_conv1d_reference(exact[0], exact[1], exact[2], silu),
-           causal_conv1d_reference(exact[0], exact[3], exact[4], silu, reverse=True))
+    pad = (0, length - valid)  # the padding's outputs are 0 and x there gets no gradient
+    ref = (F.pad(causal_conv1d_reference(exact[0][..., :valid], exact[1], exact[2], silu), pad),
+           F.pad(causal_conv1d_reference(exact[0][..., :valid], exact[3], exact[4], silu, reverse=True), pad))
     sum((o * c).sum() for o, c in zip(ref, cot)).backward()
-    case = f"length {length}, bias {bias}, silu {silu}"
+    case = f"length {length}, valid {valid}, bias {bias}, silu {silu}"
     for name, got, want in [("out_f", out[0], ref[0]), ("out_b", out[1], ref[1])] + [
             (n, a.grad, e.grad) for n, a, e in zip(["x", "w_f", "b_f", "w_b", "b_b"], [x, *params], exact)
             if a is not None]:
@@ -379,9 +382,10 @@ def test_triton_conv_pair_gradients_in_the_interpreter():
     """The training path's conv pair (both directions, Triton forward and
     backward): outputs and the gradients of x, both weights and both biases
     against float64 ``F.conv1d``, odd and short lengths, with and without
-    bias and SiLU, through Triton's interpreter."""
+    bias and SiLU, and padded rows (``valid_length``: zeros out, no gradient
+    in), through Triton's interpreter."""
     errors = run_in_triton_interpreter(CONV_PAIR_GRADIENT_CHECK)
-    assert len(errors) == 5 * 7 - 2
+    assert len(errors) == 7 * 7 - 2
     assert max(errors.values()) <= 1e-5, errors
 
 

@@ -140,10 +140,10 @@ class BiMambaMixer(nn.Module):
     def padded_length(self, hidden: Tensor) -> int:
         """How many tokens this mixer runs ``hidden`` (batch, length, d_model)
         on: its length, rounded up to a multiple of _ROW_ALIGNMENT on the
-        one-launch inference path (see :meth:`forward`). A caller that makes
-        the input anyway (the block's norm) can pad it there for free."""
-        _, padded_inference = self._paths(hidden)
-        return _aligned(hidden.shape[1]) if padded_inference else hidden.shape[1]
+        one-launch Triton path (see :meth:`forward`). A caller that makes the
+        input anyway (the block's norm) can pad it there for free."""
+        fused, _ = self._paths(hidden)
+        return _aligned(hidden.shape[1]) if fused else hidden.shape[1]
 
     def forward(self, hidden: Tensor, layout: Optional[TokenLayout] = None, length: Optional[int] = None) -> Tensor:
         """hidden: (batch, length, d_model) -> (batch, length, d_model).
@@ -156,18 +156,20 @@ class BiMambaMixer(nn.Module):
         kernels want, and every projection is one (batched) GEMM whose operands
         cuBLAS reads in place: no transposed copy is made anywhere.
 
-        Inference on the one-launch path runs on the sequence padded to a
-        multiple of _ROW_ALIGNMENT tokens, so that every (batch, channel) row
-        starts 32-byte aligned: cuBLAS and Triton need that for vector loads,
-        and video lengths (1 + 196 x frames) are odd (x_proj and dt_proj ran
-        1.9x slower on them, docs/benchmarks.md). The padding is inert: the
-        convs read nothing past ``length`` and write zeros after it, so the
-        backward direction's state stays zero through it; its outputs are dropped.
+        The one-launch path (inference and training) runs on the sequence
+        padded to a multiple of _ROW_ALIGNMENT tokens, so that every (batch,
+        channel) row starts 32-byte aligned: cuBLAS and Triton need that for
+        vector loads, and video lengths (1 + 196 x frames) are odd (x_proj and
+        dt_proj ran 1.9x slower on them, docs/benchmarks.md). The padding is
+        inert: the convs read nothing past ``length`` and write zeros after it
+        (so x_proj's B and C are 0 there), so the backward direction's state
+        stays zero through it, the forward direction's outputs there are
+        dropped, and every gradient at the padding is 0.
         """
         batch = hidden.shape[0]
         length = hidden.shape[1] if length is None else length
         fused, inference = self._paths(hidden)
-        padded = _aligned(length) if inference else length
+        padded = _aligned(length) if fused else length
         if hidden.shape[1] != padded:
             hidden = F.pad(hidden[:, :length], (0, 0, 0, padded - length))
         # in_proj as W @ hidden^T over all (batch, length) columns: the result
@@ -177,7 +179,7 @@ class BiMambaMixer(nn.Module):
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None]
         if fused:
-            y = self._fused_scan(xz, length if inference else None)[..., :length]
+            y = self._fused_scan(xz, length, inference)[..., :length]
         else:
             y = self._flipped_scan(xz, layout)
         # out_proj from y (b, d_inner, l) to (b, l, d_model), y read in place.
@@ -249,18 +251,19 @@ class BiMambaMixer(nn.Module):
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "_parameter_cache": {}}  # weak references do not pickle; the cache refills
 
-    def _fused_scan(self, xz: Tensor, valid_length: Optional[int] = None) -> Tensor:
+    def _fused_scan(self, xz: Tensor, valid_length: int, inference: bool) -> Tensor:
         """Both directions without flips: the backward direction's conv is
         anti-causal on the unflipped sequence, its projections are pointwise in
         time, and the Triton kernel scans it from the last position to the first.
-        Both convs run in one Triton pass over x (with autograd in training).
-        ``valid_length`` (inference only): the real length, ``xz`` may be
-        padded after it (see forward); both dt projections then run in one
-        kernel with their softplus."""
+        ``valid_length``: the real length; ``xz`` may be padded after it (see
+        forward). Both convs run in one Triton pass over x (with autograd in
+        training); in ``inference`` both dt projections also run in one kernel
+        with their softplus."""
         x, z = xz.chunk(2, dim=1)
-        if valid_length is None:
+        if not inference:
             u_f, u_b = causal_conv1d_pair(x, (self.conv1d.weight, self.conv1d.bias),
-                                          (self.conv1d_b.weight, self.conv1d_b.bias), silu=True)
+                                          (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
+                                          valid_length=valid_length)
             forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
             backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
             return bidirectional_selective_scan_triton(forward, backward, z)

@@ -175,10 +175,12 @@ if triton is not None:
     @triton.jit
     def _conv1d_pair_bwd_kernel(
         x_ptr, gf_ptr, gb_ptr, wf_ptr, bf_ptr, wb_ptr, bb_ptr, gx_ptr, part_ptr,
-        dim, length, stride_xb, stride_xd, n_blocks,
+        dim, length, valid_length, stride_xb, stride_xd, n_blocks,
         HAS_BIAS: tl.constexpr, SILU: tl.constexpr, BLOCK_L: tl.constexpr,
     ):
-        """Backward of :func:`_conv1d_pair_kernel` (width 4, no valid length).
+        """Backward of :func:`_conv1d_pair_kernel` (width 4). x and the output
+        gradients are read as 0 from ``valid_length`` on (the forward wrote
+        zeros there), and the input gradient is 0 there.
         gf / gb: the output gradients, (batch, dim, length) contiguous; gx the
         input gradient, the same; part: per program, the sums over its
         positions of the weight and bias gradients, (batch * dim, n_blocks, 10)
@@ -195,13 +197,13 @@ if triton is not None:
         x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
         g_row = row.to(tl.int64) * length
         start = tl.program_id(1) * BLOCK_L + 4 * tl.arange(0, BLOCK_L // 4)
-        w0, w1, w2, w3 = _quarters(_group_load(x_row, start - 4, length, length))
-        w4, w5, w6, w7 = _quarters(_group_load(x_row, start, length, length))
-        w8, w9, w10, w11 = _quarters(_group_load(x_row, start + 4, length, length))
-        uf0, uf1, uf2, uf3 = _quarters(_group_load(gf_ptr + g_row, start, length, length))
-        uf4, uf5, uf6, _ = _quarters(_group_load(gf_ptr + g_row, start + 4, length, length))
-        _, ub1, ub2, ub3 = _quarters(_group_load(gb_ptr + g_row, start - 4, length, length))
-        ub4, ub5, ub6, ub7 = _quarters(_group_load(gb_ptr + g_row, start, length, length))
+        w0, w1, w2, w3 = _quarters(_group_load(x_row, start - 4, length, valid_length))
+        w4, w5, w6, w7 = _quarters(_group_load(x_row, start, length, valid_length))
+        w8, w9, w10, w11 = _quarters(_group_load(x_row, start + 4, length, valid_length))
+        uf0, uf1, uf2, uf3 = _quarters(_group_load(gf_ptr + g_row, start, length, valid_length))
+        uf4, uf5, uf6, _ = _quarters(_group_load(gf_ptr + g_row, start + 4, length, valid_length))
+        _, ub1, ub2, ub3 = _quarters(_group_load(gb_ptr + g_row, start - 4, length, valid_length))
+        ub4, ub5, ub6, ub7 = _quarters(_group_load(gb_ptr + g_row, start, length, valid_length))
         wf0 = tl.load(wf_ptr + d * 4).to(tl.float32)
         wf1 = tl.load(wf_ptr + d * 4 + 1).to(tl.float32)
         wf2 = tl.load(wf_ptr + d * 4 + 2).to(tl.float32)
@@ -238,8 +240,8 @@ if triton is not None:
         gx2 = wf3 * gf2 + wf2 * gf3 + wf1 * gf4 + wf0 * gf5 + wb0 * gb3 + wb1 * gb4 + wb2 * gb5 + wb3 * gb6
         gx3 = wf3 * gf3 + wf2 * gf4 + wf1 * gf5 + wf0 * gf6 + wb0 * gb4 + wb1 * gb5 + wb2 * gb6 + wb3 * gb7
         pos = start[:, None] + tl.arange(0, 4)[None, :]
-        tl.store(gx_ptr + g_row + pos, _from_quarters(gx0, gx1, gx2, gx3).to(gx_ptr.dtype.element_ty),
-                 mask=pos < length)
+        grad_x = tl.where(pos < valid_length, _from_quarters(gx0, gx1, gx2, gx3), 0.0)
+        tl.store(gx_ptr + g_row + pos, grad_x.to(gx_ptr.dtype.element_ty), mask=pos < length)
         # Weight and bias gradients of this program's own positions s + i (i < 4):
         # causal tap k pairs output s + i with window 1 + i + k, anti-causal
         # tap k output s + i (gb4 + i) with window 7 + i - k.
@@ -315,12 +317,13 @@ class _ConvPairFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, w_f: Tensor, b_f: Optional[Tensor], w_b: Tensor, b_b: Optional[Tensor],
-                silu: bool) -> tuple[Tensor, Tensor]:
+                silu: bool, valid_length: Optional[int]) -> tuple[Tensor, Tensor]:
         if x.stride(2) != 1:
             x = x.contiguous()
         ctx.save_for_backward(x, w_f, b_f, w_b, b_b)
         ctx.silu = silu
-        return causal_conv1d_pair_triton(x, (w_f, b_f), (w_b, b_b), silu)
+        ctx.valid_length = _valid_length(x.shape[-1], valid_length)
+        return causal_conv1d_pair_triton(x, (w_f, b_f), (w_b, b_b), silu, ctx.valid_length)
 
     @staticmethod
     def backward(ctx, grad_f: Tensor, grad_b: Tensor):
@@ -333,7 +336,8 @@ class _ConvPairFunction(torch.autograd.Function):
         w_f2, w_b2 = w_f.reshape(dim, 4).contiguous(), w_b.reshape(dim, 4).contiguous()
         _conv1d_pair_bwd_kernel[(batch * dim, n_blocks)](
             x, grad_f.contiguous(), grad_b.contiguous(), w_f2, w_f2 if b_f is None else b_f, w_b2,
-            w_b2 if b_b is None else b_b, grad_x, parts, dim, length, x.stride(0), x.stride(1), n_blocks,
+            w_b2 if b_b is None else b_b, grad_x, parts, dim, length, ctx.valid_length, x.stride(0), x.stride(1),
+            n_blocks,
             HAS_BIAS=b_f is not None, SILU=ctx.silu, BLOCK_L=block, num_warps=_PAIR_WARPS,
         )
         sums = parts.view(batch, dim, n_blocks, 10).sum(dim=(0, 2))  # (dim, 10), float32
@@ -341,21 +345,26 @@ class _ConvPairFunction(torch.autograd.Function):
         grad_w_b = sums[:, 4:8].reshape(w_b.shape).to(w_b.dtype)
         grad_b_f = None if b_f is None else sums[:, 8].to(b_f.dtype)
         grad_b_b = None if b_b is None else sums[:, 9].to(b_b.dtype)
-        return grad_x, grad_w_f, grad_b_f, grad_w_b, grad_b_b, None
+        return grad_x, grad_w_f, grad_b_f, grad_w_b, grad_b_b, None, None
 
 
 def causal_conv1d_pair(x: Tensor, forward: tuple[Tensor, Optional[Tensor]],
-                       backward: tuple[Tensor, Optional[Tensor]], silu: bool = True) -> tuple[Tensor, Tensor]:
+                       backward: tuple[Tensor, Optional[Tensor]], silu: bool = True,
+                       valid_length: Optional[int] = None) -> tuple[Tensor, Tensor]:
     """``causal_conv1d(x, *forward, silu)`` and ``causal_conv1d(x, *backward,
-    silu, reverse=True)``, differentiable. On CUDA with Triton and width-4
-    kernels (VideoMamba's) both run in one Triton pass over x, forward and
-    backward; elsewhere as two ``F.conv1d`` calls."""
+    silu, reverse=True)``, differentiable; ``valid_length`` as in
+    :func:`causal_conv1d_pair_triton` (x read as ending there, zeros written
+    after it, and no gradient there). On CUDA with Triton and width-4 kernels
+    (VideoMamba's) both run in one Triton pass over x, forward and backward;
+    elsewhere as two ``F.conv1d`` calls."""
     (w_f, b_f), (w_b, b_b) = forward, backward
     width = w_f.shape[-1]
     if x.is_cuda and triton is not None and width == 4 and w_b.shape[-1] == 4 and (b_f is None) == (b_b is None):
-        return _ConvPairFunction.apply(x, w_f, b_f, w_b, b_b, silu)
-    return (causal_conv1d_reference(x, w_f, b_f, silu),
-            causal_conv1d_reference(x, w_b, b_b, silu, reverse=True))
+        return _ConvPairFunction.apply(x, w_f, b_f, w_b, b_b, silu, valid_length)
+    valid = _valid_length(x.shape[-1], valid_length)
+    pad = (0, x.shape[-1] - valid)
+    return (F.pad(causal_conv1d_reference(x[..., :valid], w_f, b_f, silu), pad),
+            F.pad(causal_conv1d_reference(x[..., :valid], w_b, b_b, silu, reverse=True), pad))
 
 
 def causal_conv1d_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], silu: bool = True,
