@@ -404,6 +404,32 @@ def test_cuda_encoder_matches_cpu_encoder():
 
 
 @pytest.mark.gpu
+def test_cuda_encoder_trains_like_cpu_encoder():
+    """Training through the whole backbone on the GPU (Triton scan with its
+    backward, the conv pair with its backward, sequences padded to aligned
+    rows by each block's norm) gives the CPU path's gradients (PyTorch scan,
+    F.conv1d, no padding), float32, same weights and input."""
+    torch.manual_seed(0)
+    model = create_video_encoder("videomamba_tiny", depth=3, embed_dim=64, img_size=64, num_frames=4)
+    model.eval()  # no drop path; autograd still records
+    video = torch.randn(2, 3, 4, 64, 64)  # 1 + 4 x 16 = 65 tokens: padded to 80 on the GPU
+    cotangent = torch.randn(2, 64)
+    grads = {}
+    for device, backend in (("cpu", "torch"), ("cuda", "triton")):
+        for module in model.modules():
+            if isinstance(module, BiMambaMixer):
+                module.scan_backend = backend
+        model.to(device).zero_grad()
+        (model(video.to(device)) * cotangent.to(device)).sum().backward()
+        grads[device] = {name: p.grad.detach().cpu().clone() for name, p in model.named_parameters()}
+    assert len(grads["cpu"]) > 20
+    for name, expected in grads["cpu"].items():
+        actual = grads["cuda"][name]
+        err = (actual - expected).abs().max() / expected.abs().max().clamp_min(1e-6)
+        assert err <= 1e-4, (name, err.item())
+
+
+@pytest.mark.gpu
 def test_cuda_encoder_under_autocast_matches_cpu_encoder():
     """The app's GPU path (index.encoder): float32 weights under bf16 autocast,
     inference mode, our Triton kernels (padded rows, the dt kernel on bf16 rows
