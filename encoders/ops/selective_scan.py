@@ -92,10 +92,11 @@ def resolve_scan_backend(backend: Optional[str], device: torch.device,
     this project's kernels only where they were measured to beat mamba-ssm
     (:func:`triton_scan_preferred`); without it, or
     without mamba-ssm, "auto" on CUDA is Triton. With the Gluon forward ours
-    is taken at every shape: inference was measured 2.6-3.3x faster end to end,
-    training steps about level at VideoMamba-Ti and 1.03-1.14x at -S, with
-    12 % less peak memory (8-64 frames). Without Gluon, only where the
-    Triton kernels have enough parallel work.
+    is taken at every shape: inference was measured 2.7-3.4x faster end to end,
+    training steps 1.20-1.28x at VideoMamba-Ti and 2.0-2.2x at -S, with a third
+    less peak memory (8 and 32 frames; the "triton" path also runs the convs
+    in Triton and pads rows). Without Gluon, only where the Triton kernels have
+    enough parallel work.
     """
     requested = backend if backend not in (None, "auto") else os.environ.get(SCAN_BACKEND_ENV, "auto")
     requested = requested.strip().lower()
