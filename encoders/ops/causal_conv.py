@@ -101,6 +101,22 @@ if triton is not None:
         return tl.reshape(tl.join(tl.join(c0, c2), tl.join(c1, c3)), [c0.shape[0], 4])
 
     @triton.jit
+    def _group_tile(x_ptr, dim, stride_xb, stride_xd, BLOCK_L: tl.constexpr):
+        """Grid (batch * dim, position blocks) of the pair kernels: the
+        program's row (batch * dim + channel), its channel, the start of its
+        row of x and its groups' first positions (BLOCK_L / 4,)."""
+        row = tl.program_id(0)
+        d = row % dim
+        x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        return row, d, x_row, tl.program_id(1) * BLOCK_L + 4 * tl.arange(0, BLOCK_L // 4)
+
+    @triton.jit
+    def _taps(w_ptr, d):
+        """Channel d's four taps of a (dim, 4) weight, float32."""
+        return (tl.load(w_ptr + d * 4).to(tl.float32), tl.load(w_ptr + d * 4 + 1).to(tl.float32),
+                tl.load(w_ptr + d * 4 + 2).to(tl.float32), tl.load(w_ptr + d * 4 + 3).to(tl.float32))
+
+    @triton.jit
     def _group_load(x_row, start, length, valid_length):
         """x at positions start[:, None] + [0, 4), (N, 4) float32, 0 outside
         [0, valid_length). The mask is whole groups of four wherever ``length``
@@ -125,21 +141,12 @@ if triton is not None:
         anti-causal. (One 2-byte load per tap and element, as a plain
         shifted load compiles to on misaligned offsets, left the kernel at
         about half its memory floor.)"""
-        row = tl.program_id(0)
-        d = row % dim
-        x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
-        start = tl.program_id(1) * BLOCK_L + 4 * tl.arange(0, BLOCK_L // 4)  # (groups,)
+        row, d, x_row, start = _group_tile(x_ptr, dim, stride_xb, stride_xd, BLOCK_L)
         p0, p1, p2, p3 = _quarters(_group_load(x_row, start - 4, length, valid_length))
         c0, c1, c2, c3 = _quarters(_group_load(x_row, start, length, valid_length))
         n0, n1, n2, n3 = _quarters(_group_load(x_row, start + 4, length, valid_length))
-        wf0 = tl.load(wf_ptr + d * 4).to(tl.float32)
-        wf1 = tl.load(wf_ptr + d * 4 + 1).to(tl.float32)
-        wf2 = tl.load(wf_ptr + d * 4 + 2).to(tl.float32)
-        wf3 = tl.load(wf_ptr + d * 4 + 3).to(tl.float32)
-        wb0 = tl.load(wb_ptr + d * 4).to(tl.float32)
-        wb1 = tl.load(wb_ptr + d * 4 + 1).to(tl.float32)
-        wb2 = tl.load(wb_ptr + d * 4 + 2).to(tl.float32)
-        wb3 = tl.load(wb_ptr + d * 4 + 3).to(tl.float32)
+        wf0, wf1, wf2, wf3 = _taps(wf_ptr, d)
+        wb0, wb1, wb2, wb3 = _taps(wb_ptr, d)
         # causal: output i reads x[i - 3 .. i]; anti-causal: x[i + 3 .. i], taps reversed.
         f0 = wf0 * p1 + wf1 * p2 + wf2 * p3 + wf3 * c0
         f1 = wf0 * p2 + wf1 * p3 + wf2 * c0 + wf3 * c1
@@ -192,11 +199,8 @@ if triton is not None:
         and the anti-causal one's at [s - 3, s + 4): both recomputed from the
         window (so each is computed by two threads; no exchange between them).
         Window index j is position s - 4 + j."""
-        row = tl.program_id(0)
-        d = row % dim
-        x_row = x_ptr + (row // dim).to(tl.int64) * stride_xb + d.to(tl.int64) * stride_xd
+        row, d, x_row, start = _group_tile(x_ptr, dim, stride_xb, stride_xd, BLOCK_L)
         g_row = row.to(tl.int64) * length
-        start = tl.program_id(1) * BLOCK_L + 4 * tl.arange(0, BLOCK_L // 4)
         w0, w1, w2, w3 = _quarters(_group_load(x_row, start - 4, length, valid_length))
         w4, w5, w6, w7 = _quarters(_group_load(x_row, start, length, valid_length))
         w8, w9, w10, w11 = _quarters(_group_load(x_row, start + 4, length, valid_length))
@@ -204,14 +208,8 @@ if triton is not None:
         uf4, uf5, uf6, _ = _quarters(_group_load(gf_ptr + g_row, start + 4, length, valid_length))
         _, ub1, ub2, ub3 = _quarters(_group_load(gb_ptr + g_row, start - 4, length, valid_length))
         ub4, ub5, ub6, ub7 = _quarters(_group_load(gb_ptr + g_row, start, length, valid_length))
-        wf0 = tl.load(wf_ptr + d * 4).to(tl.float32)
-        wf1 = tl.load(wf_ptr + d * 4 + 1).to(tl.float32)
-        wf2 = tl.load(wf_ptr + d * 4 + 2).to(tl.float32)
-        wf3 = tl.load(wf_ptr + d * 4 + 3).to(tl.float32)
-        wb0 = tl.load(wb_ptr + d * 4).to(tl.float32)
-        wb1 = tl.load(wb_ptr + d * 4 + 1).to(tl.float32)
-        wb2 = tl.load(wb_ptr + d * 4 + 2).to(tl.float32)
-        wb3 = tl.load(wb_ptr + d * 4 + 3).to(tl.float32)
+        wf0, wf1, wf2, wf3 = _taps(wf_ptr, d)
+        wb0, wb1, wb2, wb3 = _taps(wb_ptr, d)
         bias_f = 0.0
         bias_b = 0.0
         if HAS_BIAS:
