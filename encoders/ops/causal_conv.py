@@ -85,7 +85,6 @@ if triton is not None:
         acc = tl.where(offs < valid_length, acc, 0.0)
         tl.store(out_ptr + row.to(tl.int64) * length + offs, acc.to(out_ptr.dtype.element_ty), mask=offs < length)
 
-
     @triton.jit
     def _quarters(x):
         """The four columns of x (N, 4), each (N,): in-register selects when a
