@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..ops.autograd import needs_autograd
-from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair, causal_conv1d_pair_triton
+from ..ops.causal_conv import causal_conv1d, causal_conv1d_pair
 from ..ops.channel_major_linear import channel_major_linear
 from ..ops.dt_projection import softplus_dt_projection_pair
 from ..ops.selective_scan import resolve_scan_backend, selective_scan
@@ -260,16 +260,13 @@ class BiMambaMixer(nn.Module):
         training); in ``inference`` both dt projections also run in one kernel
         with their softplus."""
         x, z = xz.chunk(2, dim=1)
+        u_f, u_b = causal_conv1d_pair(x, (self.conv1d.weight, self.conv1d.bias),
+                                      (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
+                                      valid_length=valid_length)
         if not inference:
-            u_f, u_b = causal_conv1d_pair(x, (self.conv1d.weight, self.conv1d.bias),
-                                          (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
-                                          valid_length=valid_length)
             forward = self._project(u_f, self.x_proj, self.dt_proj, self.A_log, self.D)
             backward = self._project(u_b, self.x_proj_b, self.dt_proj_b, self.A_b_log, self.D_b)
             return bidirectional_selective_scan_triton(forward, backward, z)
-        u_f, u_b = causal_conv1d_pair_triton(x, (self.conv1d.weight, self.conv1d.bias),
-                                             (self.conv1d_b.weight, self.conv1d_b.bias), silu=True,
-                                             valid_length=valid_length)
         # dt = softplus(dt_proj(.) + bias) of both directions in one kernel, so
         # the scan skips its per-element softplus (delta_softplus=False, zero bias).
         low_f, B_f, C_f = self._x_projection(u_f, self.x_proj)

@@ -169,7 +169,6 @@ if triton is not None:
         tl.store(outf_ptr + out, tl.where(valid, acc_f, 0.0).to(outf_ptr.dtype.element_ty), mask=pos < length)
         tl.store(outb_ptr + out, tl.where(valid, acc_b, 0.0).to(outb_ptr.dtype.element_ty), mask=pos < length)
 
-
     @triton.jit
     def _silu_grad(grad_out, pre, SILU: tl.constexpr):
         """Gradient at the conv's output before SiLU: grad_out * silu'(pre)."""
@@ -352,11 +351,14 @@ def causal_conv1d_pair(x: Tensor, forward: tuple[Tensor, Optional[Tensor]],
     silu, reverse=True)``, differentiable; ``valid_length`` as in
     :func:`causal_conv1d_pair_triton` (x read as ending there, zeros written
     after it, and no gradient there). On CUDA with Triton and width-4 kernels
-    (VideoMamba's) both run in one Triton pass over x, forward and backward;
-    elsewhere as two ``F.conv1d`` calls."""
+    (VideoMamba's) both run in one Triton pass over x, forward and backward
+    (without autograd, :func:`causal_conv1d_pair_triton` alone); elsewhere as
+    two ``F.conv1d`` calls."""
     (w_f, b_f), (w_b, b_b) = forward, backward
     width = w_f.shape[-1]
     if x.is_cuda and triton is not None and width == 4 and w_b.shape[-1] == 4 and (b_f is None) == (b_b is None):
+        if not needs_autograd(x, w_f, b_f, w_b, b_b):
+            return causal_conv1d_pair_triton(x, forward, backward, silu, valid_length)
         return _ConvPairFunction.apply(x, w_f, b_f, w_b, b_b, silu, valid_length)
     valid = _valid_length(x.shape[-1], valid_length)
     pad = (0, x.shape[-1] - valid)
